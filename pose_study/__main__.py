@@ -1,0 +1,3 @@
+from pose_study.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Command line: ``python -m pose_study <stage> …``, one subcommand per stage.
+
+Each stage module provides ``configure(parser)`` (its arguments) and ``main(args)`` (parse the
+spec, call ``run``). This module only dispatches, sets up logging and turns exceptions into a
+non-zero exit status with the message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from types import ModuleType
+
+log = logging.getLogger("pose_study")
+
+
+def _stages() -> list[tuple[str, ModuleType, str]]:
+    # Imported here so that `python -m pose_study --help` stays importable even if one stage's
+    # optional dependency is broken; each entry is (subcommand, module, one-line help).
+    from pose_study.stages import synthesize
+
+    return [
+        ("synthesize", synthesize, "render one split of a synthetic pose world to canonical HDF5"),
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pose_study",
+        description="Stages of the 2D-pre-training-for-3D-pose study. Snakemake calls these; "
+        "each can also be run by hand (see the command line in any job log).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+    for name, module, help_text in _stages():
+        p = sub.add_parser(name, help=help_text, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.configure(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args._main(args)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as err:  # every failure is a non-zero exit with the reason named
+        log.debug("traceback", exc_info=True)
+        log.error("%s: %s", type(err).__name__, err)
+        return 1
+    return 0

@@ -1,0 +1,320 @@
+"""The canonical on-disk format: one HDF5 file per dataset split, pre-cropped around the person.
+
+Every converter and the synthetic world write this format; training and evaluation read only it.
+It is plain HDF5, readable by any HDF5 tool. Format version 1:
+
+=================  ==================  =========  ====================================================
+dataset            shape               dtype      meaning
+=================  ==================  =========  ====================================================
+images             [N, S, S, 3]        uint8      RGB crops (``image_encoding = "raw"``), or
+                   [N] vlen uint8                 JPEG bytes (``image_encoding = "jpeg"``)
+joints_2d          [N, K, 2]           float32    crop pixels, x right / y down, pixel centres at
+                                                  integers (0-based)
+joints_2d_valid    [N, K]              bool       annotated (*not* "visible": occluded but
+                                                  annotated joints are valid)
+joints_3d          [N, K, 3]           float32    camera frame, mm, x right / y down / z forward
+                                                  (optional: absent for 2D-only data)
+joints_3d_valid    [N, K]              bool       (with ``joints_3d``)
+intrinsics         [N, 3, 3]           float32    pinhole K mapped to crop pixels (with
+                                                  ``joints_3d``): ``joints_2d ~ K @ joints_3d``
+center             [N, 2]              float32    crop centre in the source image, source pixels
+scale              [N]                 float32    crop side length in source pixels
+head_box           [N, 4]              float32    x1, y1, x2, y2 in crop pixels (MPII PCKh; NaN
+                                                  where absent; optional)
+subject            [N]                 str        subject id ("" if unknown)
+action             [N]                 str        action / activity name ("" if unknown)
+camera             [N]                 str        camera id ("" if unknown)
+clip               [N]                 str        sequence id; frames of one clip share it
+frame              [N]                 int64      frame index within the clip (-1 if unknown)
+=================  ==================  =========  ====================================================
+
+K is always the canonical joint set (``skeletons.CANONICAL``, 17 joints); joints a dataset lacks
+are masked. File attributes: ``format_version``, ``dataset``, ``split``, ``skeleton`` (native
+skeleton the labels came from), ``source`` (``real`` | ``synthetic``), ``converter`` (name and
+version that wrote the file), ``image_encoding``, ``crop_size``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pose_study._io import atomic_path
+from pose_study.skeletons import CANONICAL, SKELETONS
+
+FORMAT_VERSION = 1
+K = CANONICAL.num_joints
+SOURCES = ("real", "synthetic")
+ENCODINGS = ("raw", "jpeg")
+
+
+class FormatError(ValueError):
+    """A file that does not follow the canonical format; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """File-level attributes of one split."""
+
+    dataset: str
+    split: str
+    skeleton: str
+    source: str
+    converter: str
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
+        if self.skeleton not in SKELETONS:
+            raise ValueError(f"unknown skeleton {self.skeleton!r}; choices: {sorted(SKELETONS)}")
+
+
+@dataclass
+class PoseSplit:
+    """One dataset split in memory. Shapes as in the module docstring; optional fields may be None."""
+
+    info: SplitInfo
+    images: np.ndarray | list[bytes]
+    joints_2d: np.ndarray
+    joints_2d_valid: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    joints_3d: np.ndarray | None = None
+    joints_3d_valid: np.ndarray | None = None
+    intrinsics: np.ndarray | None = None
+    head_box: np.ndarray | None = None
+    subject: np.ndarray = field(default=None)  # type: ignore[assignment]
+    action: np.ndarray = field(default=None)  # type: ignore[assignment]
+    camera: np.ndarray = field(default=None)  # type: ignore[assignment]
+    clip: np.ndarray = field(default=None)  # type: ignore[assignment]
+    frame: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        n = len(self.joints_2d)
+        for name in ("subject", "action", "camera", "clip"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.full(n, "", dtype=object))
+        if self.frame is None:
+            self.frame = np.full(n, -1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.joints_2d)
+
+    @property
+    def has_3d(self) -> bool:
+        return self.joints_3d is not None
+
+    def select(self, index: np.ndarray) -> PoseSplit:
+        """A new split with the samples at ``index`` (bool mask or integer indices)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "info" or value is None:
+                out[f.name] = value
+            elif isinstance(value, list):
+                idx = np.arange(len(value))[index]
+                out[f.name] = [value[i] for i in idx]
+            else:
+                out[f.name] = value[index]
+        return replace(self, **out)
+
+
+# --- schema: (dtype kind, trailing shape) per array; None = any length ---------------------------
+
+_ARRAYS: dict[str, tuple[str, tuple[int | None, ...]]] = {
+    "joints_2d": ("f", (K, 2)),
+    "joints_2d_valid": ("b", (K,)),
+    "joints_3d": ("f", (K, 3)),
+    "joints_3d_valid": ("b", (K,)),
+    "intrinsics": ("f", (3, 3)),
+    "center": ("f", (2,)),
+    "scale": ("f", ()),
+    "head_box": ("f", (4,)),
+    "frame": ("i", ()),
+}
+_STRINGS = ("subject", "action", "camera", "clip")
+_REQUIRED = ("images", "joints_2d", "joints_2d_valid", "center", "scale", *_STRINGS, "frame")
+_TOGETHER = ("joints_3d", "joints_3d_valid", "intrinsics")
+
+
+def write_split(path: str | os.PathLike, split: PoseSplit, image_encoding: str = "raw") -> None:
+    """Write ``split`` to ``path`` atomically, validating it first.
+
+    Args:
+        path: Destination ``.h5`` file.
+        split: The data; ``images`` is [N, S, S, 3] uint8 (or a list of JPEG bytes).
+        image_encoding: ``"raw"`` stores uint8 crops; ``"jpeg"`` stores JPEG bytes (encoded here
+            when ``images`` is an array).
+    """
+    if image_encoding not in ENCODINGS:
+        raise ValueError(f"image_encoding must be one of {ENCODINGS}, got {image_encoding!r}")
+    _check_arrays(split, where=str(path))
+    crop_size = _crop_size(split)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        _write_images(h5, split.images, image_encoding)
+        for name in _ARRAYS:
+            value = getattr(split, name)
+            if value is not None:
+                h5.create_dataset(name, data=_cast(name, value))
+        for name in _STRINGS:
+            h5.create_dataset(name, data=np.asarray(getattr(split, name), dtype=object),
+                              dtype=h5py.string_dtype())
+        h5.attrs.update(
+            format_version=FORMAT_VERSION, image_encoding=image_encoding, crop_size=crop_size,
+            dataset=split.info.dataset, split=split.info.split, skeleton=split.info.skeleton,
+            source=split.info.source, converter=split.info.converter,
+        )
+
+
+def read_info(path: str | os.PathLike) -> SplitInfo:
+    """Read only the file attributes (cheap)."""
+    with _open(path) as h5:
+        return _info(h5, path)
+
+
+def read_split(path: str | os.PathLike, images: bool = True) -> PoseSplit:
+    """Read and validate a split; with ``images=False`` the images are not loaded (empty array)."""
+    with _open(path) as h5:
+        info = _info(h5, path)
+        for name in _REQUIRED:
+            if name not in h5:
+                raise FormatError(f"{path}: missing dataset {name!r} (format version {FORMAT_VERSION})")
+        data = {name: h5[name][()] for name in _ARRAYS if name in h5}
+        strings = {name: np.asarray(h5[name].asstr()[()], dtype=object) for name in _STRINGS}
+        imgs = _read_images(h5, path) if images else np.zeros((0, 0, 0, 3), np.uint8)
+    split = PoseSplit(info=info, images=imgs, **data, **strings)
+    _check_arrays(split, where=str(path), check_images=images)
+    return split
+
+
+def decode_jpeg(data: bytes | np.ndarray) -> np.ndarray:
+    """Decode JPEG bytes to an [H, W, 3] uint8 RGB array."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(bytes(data))) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """Encode an [H, W, 3] uint8 RGB array as JPEG bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+# --- private helpers ------------------------------------------------------------------------------
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected a canonical HDF5 split)")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise FormatError(f"{path}: not a readable HDF5 file ({err})") from err
+
+
+def _info(h5: h5py.File, path: str | os.PathLike) -> SplitInfo:
+    version = h5.attrs.get("format_version")
+    if version is None:
+        raise FormatError(f"{path}: attribute 'format_version' is missing; not a pose_study file")
+    if int(version) != FORMAT_VERSION:
+        raise FormatError(
+            f"{path}: format_version is {int(version)}, this pose_study reads version "
+            f"{FORMAT_VERSION}; re-run the convert/synthesize step that wrote it"
+        )
+    try:
+        return SplitInfo(**{f.name: str(h5.attrs[f.name]) for f in fields(SplitInfo)})
+    except KeyError as err:
+        raise FormatError(f"{path}: attribute {err.args[0]!r} is missing") from err
+    except ValueError as err:
+        raise FormatError(f"{path}: {err}") from err
+
+
+def _cast(name: str, value: np.ndarray) -> np.ndarray:
+    kind = _ARRAYS[name][0]
+    return np.asarray(value, dtype={"f": np.float32, "b": bool, "i": np.int64}[kind])
+
+
+def _check_arrays(split: PoseSplit, where: str, check_images: bool = True) -> None:
+    n = len(split.joints_2d)
+    present = [name for name in _TOGETHER if getattr(split, name) is not None]
+    if present and len(present) != len(_TOGETHER):
+        raise FormatError(f"{where}: {present} given without {sorted(set(_TOGETHER) - set(present))}")
+    for name, (kind, shape) in _ARRAYS.items():
+        value = getattr(split, name)
+        if value is None:
+            continue
+        value = np.asarray(value)
+        if value.shape != (n, *shape):
+            raise FormatError(f"{where}: field {name!r} has shape {value.shape}, expected {(n, *shape)}")
+        if not _kind_ok(value.dtype, kind):
+            raise FormatError(f"{where}: field {name!r} has dtype {value.dtype}, expected kind {kind!r}")
+    for name in _STRINGS:
+        if len(getattr(split, name)) != n:
+            raise FormatError(f"{where}: field {name!r} has {len(getattr(split, name))} entries, expected {n}")
+    if check_images:
+        _check_images(split.images, n, where)
+
+
+def _kind_ok(dtype: np.dtype, kind: str) -> bool:
+    if kind == "b":
+        return dtype == bool
+    if kind == "i":
+        return dtype.kind in "iu"
+    return dtype.kind in "fiu"
+
+
+def _check_images(images: np.ndarray | list[bytes], n: int, where: str) -> None:
+    if isinstance(images, list) or (isinstance(images, np.ndarray) and images.dtype == object):
+        if len(images) != n:
+            raise FormatError(f"{where}: field 'images' has {len(images)} entries, expected {n}")
+        return
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != n or images.shape[3] != 3 \
+            or images.shape[1] != images.shape[2]:
+        raise FormatError(
+            f"{where}: field 'images' has shape {images.shape} dtype {images.dtype}, "
+            f"expected ({n}, S, S, 3) uint8"
+        )
+
+
+def _crop_size(split: PoseSplit) -> int:
+    if isinstance(split.images, np.ndarray) and split.images.dtype == np.uint8:
+        return int(split.images.shape[1])
+    first = split.images[0] if len(split.images) else None
+    return int(decode_jpeg(first).shape[0]) if first is not None else 0
+
+
+def _write_images(h5: h5py.File, images: np.ndarray | list[bytes], encoding: str) -> None:
+    raw = isinstance(images, np.ndarray) and images.dtype == np.uint8
+    if encoding == "raw":
+        data = images if raw else np.stack([decode_jpeg(b) for b in images])
+        chunk = (min(len(data), 64), *data.shape[1:]) if len(data) else None
+        h5.create_dataset("images", data=data, chunks=chunk)
+        return
+    blobs = [encode_jpeg(im) for im in images] if raw else [bytes(b) for b in images]
+    ds = h5.create_dataset("images", shape=(len(blobs),), dtype=h5py.vlen_dtype(np.uint8))
+    for i, blob in enumerate(blobs):
+        ds[i] = np.frombuffer(blob, dtype=np.uint8)
+
+
+def _read_images(h5: h5py.File, path: str | os.PathLike) -> np.ndarray:
+    encoding = str(h5.attrs.get("image_encoding", "raw"))
+    if encoding not in ENCODINGS:
+        raise FormatError(f"{path}: attribute 'image_encoding' is {encoding!r}, expected one of {ENCODINGS}")
+    if encoding == "raw":
+        return h5["images"][()]
+    out = []
+    for i, blob in enumerate(h5["images"]):
+        try:
+            out.append(decode_jpeg(blob))
+        except Exception as err:  # PIL raises several types for corrupt data
+            raise FormatError(f"{path}: field 'images' entry {i} is not a decodable JPEG ({err})") from err
+    return np.stack(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
