@@ -90,7 +90,7 @@ def provenance() -> dict[str, str]:
     try:
         import torch
 
-        info["torch"] = torch.__version__
+        info["torch"] = str(torch.__version__)
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     return info

@@ -1,0 +1,115 @@
+"""Plumbing shared by the two training stages: build, train, write ``model.pt``/``metrics.json``/``curve.csv``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pose_study import models
+from pose_study._io import write_json
+from pose_study._spec import spec_record
+from pose_study.data.batches import SplitTensors
+from pose_study.train import accounting
+from pose_study.train.checkpoint import save_weights
+from pose_study.train.loop import LoopSpec, Phase, TrainData, fingerprint, resolve_device, train, validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    """Where a training stage writes: declared outputs plus the checkpoint folder (not an output)."""
+
+    model: Path
+    metrics: Path
+    curve: Path
+    checkpoint_dir: Path
+
+    @property
+    def spec_json(self) -> Path:
+        return self.model.parent / "spec.json"
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-out", type=Path, required=True, help="trained weights (model.pt)")
+    parser.add_argument("--metrics-out", type=Path, required=True, help="metrics.json: final metrics + compute")
+    parser.add_argument("--curve-out", type=Path, required=True, help="curve.csv: the learning curve")
+    parser.add_argument("--checkpoint-dir", type=Path, required=True,
+                        help="resume state; keep it outside the stage's outputs (Snakemake deletes those)")
+
+
+def outputs_from_args(args: argparse.Namespace) -> TrainOutputs:
+    return TrainOutputs(args.model_out, args.metrics_out, args.curve_out, args.checkpoint_dir)
+
+
+def load_data(val: Path, device: torch.device, train_2d: Path | None = None,
+              train_3d: Path | None = None) -> TrainData:
+    def load(path: Path | None) -> SplitTensors | None:
+        return SplitTensors.load(path, device) if path else None
+
+    return TrainData(val=load(val), train_2d=load(train_2d), train_3d=load(train_3d))
+
+
+def build(preset: str, loop: LoopSpec, pretrained: str | None = None) -> tuple[torch.nn.Module, torch.device]:
+    """The model on its device (channels_last when asked), seeded for reproducible init."""
+    torch.manual_seed(loop.seed)
+    device = resolve_device(loop.device)
+    model = models.build_model(preset, pretrained=pretrained).to(device)
+    if loop.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, device
+
+
+def run_training(stage: str, spec: Any, model: torch.nn.Module, preset: str, phases: list[Phase],
+                 data: TrainData, loop: LoopSpec, out: TrainOutputs, prior: dict | None = None,
+                 extra: dict | None = None) -> dict:
+    """Train and write every output of a training stage; returns the metrics written."""
+    write_json(out.spec_json, spec_record(spec))
+    crop = data.val.crop_size
+    flops = models.forward_flops(model, crop)
+    prior_flops = (prior or {}).get("train_flops", 0.0)
+    run_id = fingerprint(spec, {"inputs": _input_identity(data)})
+    first_metric = validate(model, data.val, loop.eval_samples, loop.batch_size)
+    progress = train(model, phases, data, loop, out.checkpoint_dir, flops, prior_flops, run_id)
+    metric, value = progress.curve[-1]["val_metric"], progress.curve[-1]["val_value"]
+    device = data.val.device
+    own = accounting.totals(progress, flops)
+    result = {
+        "stage": stage, "model": preset, "input_size": crop, "source": data.val.info.source,
+        "params": models.count_parameters(model), "forward_flops_per_image": flops,
+        "final": {"metric": metric, "value": value, "initial_value": first_metric[1]},
+        "compute": {**own, "steps": progress.step, "device": accounting.device_name(device), "device_count": 1,
+                    "img_per_s": progress.samples / max(progress.seconds, 1e-9),
+                    "peak_memory_mb": accounting.peak_memory_mb(device)},
+        "compute_total": accounting.add_prior(own, prior),
+        **(extra or {}),
+    }
+    save_weights(out.model, model, preset)
+    accounting.write_curve(out.curve, progress.curve)
+    write_json(out.metrics, result)
+    log.info("%s done: %s = %.3f (from %.3f) in %.0f s, %.3g training FLOPs", stage, metric, value,
+             first_metric[1], own["wall_seconds"], own["train_flops"])
+    return result
+
+
+def read_prior(metrics_path: Path | None) -> dict | None:
+    """``compute_total`` of an upstream run's metrics.json (the pre-training cost), or None."""
+    if metrics_path is None:
+        return None
+    with open(metrics_path, encoding="utf-8") as f:
+        return json.load(f)["compute_total"]
+
+
+def _input_identity(data: TrainData) -> list:
+    return [(s.info.dataset, s.info.split, len(s)) if s else None for s in (data.val, data.train_2d, data.train_3d)]
+
+
+def path_or_none(value: str | os.PathLike | None) -> Path | None:
+    return Path(value) if value else None

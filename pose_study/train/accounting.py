@@ -1,0 +1,89 @@
+"""Compute accounting for a training run: the learning curve and the totals in ``metrics.json``.
+
+FLOPs convention (reference/anchors.md §3b): one training image costs 3 × its forward FLOPs
+(forward + backward ≈ 2 × forward), i.e. 6 × MACs. Forward FLOPs come from torch's own FLOP
+counter (``models.forward_flops``). Validation passes are not counted as training compute.
+A run that starts from pre-trained weights carries its pre-training totals (``prior``), so
+``flops_total`` and ``compute_total`` allow equal-compute comparisons between arms.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import platform
+import resource
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from pose_study._io import write_text
+
+CURVE_COLUMNS = ("phase", "step", "samples", "seconds", "flops", "flops_total", "loss",
+                 "val_metric", "val_value")
+TOTAL_KEYS = ("wall_seconds", "train_samples", "train_flops", "device_hours")
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint so a resumed run continues its accounting."""
+
+    step: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "samples": self.samples, "seconds": self.seconds, "curve": self.curve}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Progress:
+        return cls(state["step"], state["samples"], state["seconds"], list(state["curve"]))
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak device memory (CUDA) or peak resident set size of this process (CPU), in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def totals(progress: Progress, flops_per_image: int, device_count: int = 1) -> dict[str, float]:
+    """This run's own compute totals."""
+    return {
+        "wall_seconds": progress.seconds,
+        "train_samples": progress.samples,
+        "train_flops": 3 * flops_per_image * progress.samples,
+        "device_hours": progress.seconds * device_count / 3600.0,
+    }
+
+
+def add_prior(own: dict[str, float], prior: dict[str, float] | None) -> dict[str, float]:
+    """Totals including the pre-training run's totals (``prior``, from its metrics.json)."""
+    prior = prior or {}
+    return {key: own[key] + prior.get(key, 0) for key in TOTAL_KEYS}
+
+
+def curve_row(phase: str, progress: Progress, flops_per_image: int, prior_flops: float,
+              loss: float, val_metric: str, val_value: float) -> dict[str, Any]:
+    flops = 3 * flops_per_image * progress.samples
+    return {"phase": phase, "step": progress.step, "samples": progress.samples,
+            "seconds": round(progress.seconds, 3), "flops": flops, "flops_total": flops + prior_flops,
+            "loss": loss, "val_metric": val_metric, "val_value": val_value}
+
+
+def write_curve(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Write the learning curve as CSV (atomically)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())

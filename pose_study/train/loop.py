@@ -1,0 +1,357 @@
+"""The one training loop, used by ``pretrain-2d`` and ``finetune-3d``.
+
+A run is a list of *phases* (e.g. fusion, then fusion + geometric loss), each with its own data
+mixture, loss weights and learning-rate schedule; the global step runs across phases. Per step:
+draw a batch (3D and 2D parts in a fixed proportion), augment it on the device, forward under
+autocast (bf16 on CUDA), loss in fp32, backward, clip, step. Validation, logging, checkpoints
+and finiteness checks happen every N steps, so the step itself makes no host sync on CUDA.
+
+Resume: a checkpoint (model, optimiser, generator state, progress, spec fingerprint) is written
+every ``checkpoint_every`` steps and at the end; rerunning the same command resumes from it.
+SIGTERM (what SLURM sends at a time limit or on preemption) saves a checkpoint and stops with
+``TrainingInterrupted``, which the CLI turns into a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pose_study import metrics
+from pose_study.data.batches import SplitTensors, concat_batches, random_indices, sequential_batches
+from pose_study.data.transforms import AugmentSpec, Batch, apply_affines, sample_affines
+from pose_study.predict import predict
+from pose_study.train import accounting
+from pose_study.train.accounting import Progress
+from pose_study.train.checkpoint import load_checkpoint, model_state, save_checkpoint
+from pose_study.train.objective import LossWeights, compute_losses
+
+log = logging.getLogger(__name__)
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM arrived; a checkpoint was saved and the run can be resumed."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of training with one data mixture and one set of loss weights.
+
+    Attributes:
+        name: Shown in logs and the learning curve (e.g. ``"pretrain_2d"``, ``"fusion"``).
+        steps: Optimiser steps in this phase.
+        lr: Initial learning rate (a fresh optimiser starts each phase, as the seed's stages did).
+        lr_steps: Fractions of the phase after which the LR is multiplied by ``LoopSpec.lr_decay``.
+        weights: Loss weights.
+        fraction_3d: Share of each batch drawn from the 3D training set (0 = 2D only, 1 = 3D only).
+    """
+
+    name: str
+    steps: int
+    lr: float
+    lr_steps: tuple[float, ...] = ()
+    weights: LossWeights = LossWeights()
+    fraction_3d: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """Settings of the loop shared by both training stages (see config/synthetic.yaml for meanings)."""
+
+    batch_size: int = 32
+    sigma: float = 2.0
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    lr_decay: float = 0.1
+    grad_clip: float | None = None
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    eval_every: int = 100
+    eval_samples: int = 256
+    log_every: int = 20
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
+
+
+@dataclass
+class TrainData:
+    """The splits a run reads. ``val`` decides the validation metric (MPJPE if it has 3D)."""
+
+    val: SplitTensors
+    train_2d: SplitTensors | None = None
+    train_3d: SplitTensors | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def fingerprint(*parts: object) -> str:
+    """A short hash of the run's settings: a checkpoint from other settings is never resumed."""
+    text = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- the loop -------------------------------------------------------------------------------------
+
+
+def train(model: torch.nn.Module, phases: list[Phase], data: TrainData, spec: LoopSpec,
+          checkpoint_dir: Path, flops_per_image: int, prior_flops: float = 0.0,
+          run_id: str = "") -> Progress:
+    """Train ``model`` through ``phases``; returns the final progress (curve included).
+
+    Args:
+        model: On its device already.
+        phases: Run in order; the global step continues across them.
+        data: Training and validation splits.
+        spec: Loop settings.
+        checkpoint_dir: Where resume state lives (outside the stage's declared outputs).
+        flops_per_image: Forward FLOPs per image, for the curve's compute axis.
+        prior_flops: Training FLOPs spent before this run (pre-training), added to ``flops_total``.
+        run_id: Fingerprint of everything that defines the run (spec, inputs); see ``fingerprint``.
+    """
+    generator = torch.Generator().manual_seed(spec.seed)
+    progress, resume = _resume(model, generator, checkpoint_dir, run_id)
+    net = torch.compile(model) if spec.compile else model
+    ctx = _RunContext(net, model, data, spec, checkpoint_dir, flops_per_image, prior_flops, run_id, generator)
+    with _sigterm_flag() as stop:
+        ctx.stop = stop
+        first = 0
+        for index, phase in enumerate(phases):
+            if progress.step < first + phase.steps:
+                optimizer = _optimizer(model, phase, spec)
+                if resume is not None and resume["phase"] == index:
+                    optimizer.load_state_dict(resume["optimizer"])
+                _run_phase(ctx, index, phase, first, optimizer, progress)
+            first += phase.steps
+    return progress
+
+
+@dataclass
+class _RunContext:
+    net: torch.nn.Module
+    model: torch.nn.Module
+    data: TrainData
+    spec: LoopSpec
+    checkpoint_dir: Path
+    flops_per_image: int
+    prior_flops: float
+    run_id: str
+    generator: torch.Generator
+    stop: dict | None = None
+
+
+def _run_phase(ctx: _RunContext, index: int, phase: Phase, first: int,
+               optimizer: torch.optim.Optimizer, progress: Progress) -> None:
+    spec, device = ctx.spec, ctx.data.val.device
+    bad = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite step, on device
+    bad_terms = torch.zeros(3, device=device)
+    running, window, window_start = torch.zeros((), device=device), 0, time.perf_counter()
+    t0 = window_start
+    sync_every = 1 if device.type == "cpu" else spec.log_every
+    last = first + phase.steps
+    while progress.step < last:
+        _set_lr(optimizer, phase, progress.step - first, spec.lr_decay)
+        batch = _draw_batch(ctx, phase)
+        terms = _train_step(ctx, optimizer, batch, phase)
+        step_t = torch.tensor(progress.step, device=device)
+        finite = torch.isfinite(terms["total"])
+        newly_bad = (bad < 0) & ~finite
+        bad = torch.where(newly_bad, step_t, bad)
+        bad_terms = torch.where(newly_bad, torch.stack([terms["heatmap"], terms["depth"], terms["bone_ratio"]]),
+                                bad_terms)
+        running += torch.where(finite, terms["total"], torch.zeros_like(terms["total"]))
+        progress.step += 1
+        window += 1
+        progress.samples += len(batch.is_3d)
+        now = time.perf_counter()
+        progress.seconds += now - t0
+        t0 = now
+        if progress.step % sync_every == 0 or progress.step == last:
+            _raise_if_bad(bad, bad_terms, ctx.checkpoint_dir)
+        if progress.step % spec.log_every == 0 or progress.step == last:
+            _log_step(phase, progress, last, running.item() / window,
+                      spec.batch_size * window / max(now - window_start, 1e-9))
+            running.zero_()
+            window, window_start = 0, time.perf_counter()
+        if progress.step % spec.eval_every == 0 or progress.step == last:
+            _record_validation(ctx, phase, progress, float(terms["total"]))
+            t0 = time.perf_counter()
+        if progress.step % spec.checkpoint_every == 0 or progress.step == last or ctx.stop["flag"]:
+            _save(ctx, index, optimizer, progress)
+        if ctx.stop["flag"]:
+            raise TrainingInterrupted(f"SIGTERM at step {progress.step}; checkpoint saved in "
+                                      f"{ctx.checkpoint_dir}; rerun the same command to resume")
+
+
+def _train_step(ctx: _RunContext, optimizer: torch.optim.Optimizer, batch: Batch, phase: Phase
+                ) -> dict[str, torch.Tensor]:
+    spec = ctx.spec
+    ctx.net.train()
+    images = batch.images.contiguous(memory_format=torch.channels_last) if spec.channels_last else batch.images
+    with _autocast(batch.images.device, spec.amp):
+        outputs = ctx.net(images)
+    terms = compute_losses(outputs, batch, phase.weights, spec.sigma)
+    optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    if spec.grad_clip:
+        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), spec.grad_clip)
+    optimizer.step()
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def _draw_batch(ctx: _RunContext, phase: Phase) -> Batch:
+    """A batch whose first part comes from the 3D set and the rest from the 2D set."""
+    b = ctx.spec.batch_size
+    n3 = int(round(b * phase.fraction_3d))
+    parts = []
+    for source, count in ((ctx.data.train_3d, n3), (ctx.data.train_2d, b - n3)):
+        if count == 0:
+            continue
+        if source is None:
+            raise ValueError(f"phase {phase.name!r} needs {'3D' if source is ctx.data.train_3d else '2D'} "
+                             "training data, but none was given")
+        parts.append(source.gather(random_indices(len(source), count, ctx.generator)))
+    batch = concat_batches(parts)
+    affines = sample_affines(b, batch.is_3d, ctx.spec.augment, ctx.generator)
+    return apply_affines(batch, affines)
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def validate(model: torch.nn.Module, val: SplitTensors, max_samples: int, batch_size: int) -> tuple[str, float]:
+    """Validation metric on an evenly spaced subset of ``val``: (name, value), lower is better.
+
+    3D splits: MPJPE in mm (root-relative, GT root depth). 2D splits: mean 2D error in crop pixels.
+    """
+    model.eval()
+    index = torch.from_numpy(np.unique(np.linspace(0, len(val) - 1, min(max_samples, len(val))).astype(np.int64)))
+    preds, gts, valids = [], [], []
+    for chunk in sequential_batches(len(index), batch_size):
+        batch = val.gather(index[chunk])
+        pred = predict(model, batch)
+        if val.has_3d:
+            preds.append(pred.joints_3d.cpu().numpy()), gts.append(batch.joints_3d.cpu().numpy())
+            valids.append(batch.valid_3d.cpu().numpy())
+        else:
+            preds.append(pred.joints_2d.cpu().numpy()), gts.append(batch.joints_2d.cpu().numpy())
+            valids.append(batch.valid_2d.cpu().numpy())
+    pred, gt, valid = (np.concatenate(x) for x in (preds, gts, valids))
+    if val.has_3d:
+        return "mpjpe_mm", float(metrics.mpjpe(pred, gt, valid).value)
+    err = np.linalg.norm(pred - gt, axis=-1)
+    return "error_2d_px", float(err[valid].mean()) if valid.any() else float("nan")
+
+
+def _record_validation(ctx: _RunContext, phase: Phase, progress: Progress, loss: float) -> None:
+    name, value = validate(ctx.model, ctx.data.val, ctx.spec.eval_samples, ctx.spec.batch_size)
+    log.info("step %d validation %s = %.3f", progress.step, name, value)
+    progress.curve.append(accounting.curve_row(phase.name, progress, ctx.flops_per_image, ctx.prior_flops,
+                                               loss, name, value))
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _optimizer(model: torch.nn.Module, phase: Phase, spec: LoopSpec) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=phase.lr, weight_decay=spec.weight_decay)
+    if spec.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=phase.lr, alpha=0.99, eps=1e-8, weight_decay=spec.weight_decay)
+    return torch.optim.SGD(params, lr=phase.lr, momentum=0.9, weight_decay=spec.weight_decay)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, phase: Phase, local_step: int, decay: float) -> None:
+    drops = sum(local_step >= math.ceil(f * phase.steps) for f in phase.lr_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = phase.lr * decay**drops
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _raise_if_bad(bad: torch.Tensor, bad_terms: torch.Tensor, checkpoint_dir: Path) -> None:
+    step = int(bad)
+    if step >= 0:
+        h, d, v = (float(x) for x in bad_terms)
+        raise FloatingPointError(
+            f"non-finite loss at step {step + 1}: heatmap={h:.4g} depth={d:.4g} bone_ratio={v:.4g}; "
+            f"the last good checkpoint in {checkpoint_dir} is intact (lower the learning rate or set grad_clip)")
+
+
+def _log_step(phase: Phase, progress: Progress, last: int, loss: float, img_per_s: float) -> None:
+    log.info("step %d/%d [%s] loss %.5f  %.1f img/s  %.0f s", progress.step, last, phase.name, loss,
+             img_per_s, progress.seconds)
+
+
+def _save(ctx: _RunContext, phase_index: int, optimizer: torch.optim.Optimizer, progress: Progress) -> None:
+    state = {"run_id": ctx.run_id, "phase": phase_index, "model": model_state(ctx.model),
+             "optimizer": optimizer.state_dict(), "generator": ctx.generator.get_state(),
+             "progress": progress.state()}
+    save_checkpoint(ctx.checkpoint_dir, state)
+
+
+def _resume(model: torch.nn.Module, generator: torch.Generator, checkpoint_dir: Path, run_id: str
+            ) -> tuple[Progress, dict | None]:
+    state = load_checkpoint(checkpoint_dir)
+    if state is None:
+        return Progress(), None
+    if state.get("run_id") != run_id:
+        log.warning("checkpoint in %s belongs to other settings; starting afresh", checkpoint_dir)
+        return Progress(), None
+    model.load_state_dict(state["model"])
+    generator.set_state(state["generator"])
+    progress = Progress.from_state(state["progress"])
+    log.info("resuming from checkpoint %s at step %d", checkpoint_dir, progress.step)
+    return progress, state
+
+
+@contextlib.contextmanager
+def _sigterm_flag() -> Iterator[dict]:
+    """Within the block, SIGTERM sets ``flag`` instead of killing the process."""
+    flag = {"flag": False}
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        log.warning("SIGTERM received: saving a checkpoint and stopping")
+        flag["flag"] = True
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: no handler (tests, notebooks)
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
