@@ -1,0 +1,200 @@
+"""The study config: load, validate against the JSON schema (defaults filled), derive stage specs.
+
+The schema (``pose_study/schemas/study.schema.yaml``) rejects unknown keys and fills defaults; the
+checks here add what a schema cannot say (e.g. a 3D test set needs a 3D training set). The
+Snakefile validates with these same functions, so the workflow and a standalone run resolve
+identical configs. ``Study`` turns the validated dict into the frozen spec of every job.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import replace
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pose_study._spec import spec_from_dict
+from pose_study.models import MODELS
+from pose_study.stages.evaluate import EvaluateSpec
+from pose_study.stages.finetune_3d import Finetune3DSpec
+from pose_study.stages.pretrain_2d import Pretrain2DSpec
+from pose_study.train.loop import LoopSpec
+
+SPLITS_3D = ("train", "val", "test")
+SPLITS_2D = ("train", "val")
+REAL_3D = ("h36m", "mpi_inf_3dhp", "occlusion_person", "3dpw")
+
+
+def schema() -> dict:
+    text = resources.files("pose_study").joinpath("schemas/study.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a study YAML and return it validated with defaults filled; errors name the key."""
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    return validate_config(data, where=str(path))
+
+
+def validate_config(data: Any, where: str = "config") -> dict:
+    """Validate ``data`` in place (defaults filled) and check cross-field rules."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: the study config must be a mapping, got {type(data).__name__}")
+    validator = _DefaultFilling(schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ValueError(f"{where}: " + "; ".join(_describe(e) for e in errors[:5]))
+    _check_references(data, where)
+    return data
+
+
+def _extend_with_default(cls):
+    """The jsonschema FAQ recipe (also Snakemake's): fill ``default`` of absent properties."""
+    validate_properties = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                sub = _deref(validator, sub)
+                if "default" in sub and name not in instance:
+                    instance[name] = _copy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+
+
+def _deref(validator, sub: dict) -> dict:
+    if "$ref" in sub:
+        return validator._resolver.lookup(sub["$ref"]).contents
+    return sub
+
+
+def _copy(value: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+_DefaultFilling = _extend_with_default(jsonschema.Draft202012Validator)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        return f"{path}: {error.message}; allowed keys: {allowed}"
+    if error.validator == "enum" and "propertyNames" in [str(p) for p in error.absolute_schema_path]:
+        return f"{path}: key {error.instance!r} is not one of {error.validator_value}"
+    return f"{path}: {error.message}"
+
+
+def _check_references(data: dict, where: str) -> None:
+    datasets = data["datasets"]
+    for key in ("train_2d", "train_3d", "test_3d", "test_2d"):
+        for name in data[key]:
+            if name not in datasets:
+                raise ValueError(f"{where}: {key} names dataset {name!r}, which is not under datasets "
+                                 f"(defined: {sorted(datasets)})")
+    for key in ("train_3d", "test_3d"):
+        for name in data[key]:
+            if not _is_3d(datasets[name]):
+                raise ValueError(f"{where}: {key} names {name!r}, which has no 3D labels "
+                                 "(a synthetic lab/occluded/outdoor world or h36m/mpi_inf_3dhp/occlusion_person/3dpw)")
+    primary = data["report"]["primary_3d_test"]
+    if primary is not None and primary not in data["test_3d"]:
+        raise ValueError(f"{where}: report.primary_3d_test {primary!r} is not in test_3d {data['test_3d']}")
+
+
+def _is_3d(dataset: dict) -> bool:
+    if dataset["source"] == "synthetic":
+        return dataset["world"] != "wild"
+    return dataset["name"] in REAL_3D
+
+
+class Study:
+    """A validated study config and the specs of its jobs. Paths belong to the workflow."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.name: str = config["study"]
+        self.seeds: list[int] = config["seeds"]
+        self.models: list[str] = list(config["models"])
+        self.arms: list[str] = config["arms"]
+        self.datasets: dict[str, dict] = config["datasets"]
+        self.train_2d: list[str] = config["train_2d"]
+        self.train_3d: list[str] = config["train_3d"]
+        self.test_3d: list[str] = config["test_3d"]
+        self.test_2d: list[str] = config["test_2d"]
+
+    # --- data ---
+
+    def splits(self, dataset: str) -> list[str]:
+        """Splits the study needs of ``dataset`` (derived from where it is used)."""
+        explicit = self.datasets[dataset].get("splits")
+        if explicit:
+            return list(explicit)
+        need = set()
+        if dataset in self.train_2d or dataset in self.train_3d:
+            need |= {"train", "val"}
+        if dataset in self.test_2d:
+            need.add("val")
+        if dataset in self.test_3d:
+            need.add("test")
+        return [s for s in SPLITS_3D if s in need]
+
+    def synthesize_spec(self, dataset: str, split: str) -> dict:
+        d = self.datasets[dataset]
+        return {"world": d["world"], "split": split, "num_samples": d["samples"][split],
+                "crop_size": self.config["crop_size"], "seed": self._data_seed(dataset, split),
+                "joint_set": d["joint_set"] if d["world"] == "wild" else "h36m17", "dataset": dataset}
+
+    def convert_spec(self, dataset: str, split: str) -> dict:
+        d = self.datasets[dataset]
+        return {"dataset": d["name"], "root": d["root"], "split": split,
+                "crop_size": self.config["crop_size"], **d["options"]}
+
+    def _data_seed(self, dataset: str, split: str) -> int:
+        return (self.config["data_seed"] * 1_000_003 + zlib.crc32(f"{dataset}/{split}".encode())) % 2**31
+
+    # --- training ---
+
+    def loop_spec(self, stage: str, model: str, seed: int) -> LoopSpec:
+        loop = dict(self.config[stage]["loop"])
+        batch = self.config["models"][model].get("batch_size")
+        if batch:
+            loop["batch_size"] = batch
+        spec = spec_from_dict(LoopSpec, loop, where=f"{stage}.loop")
+        return replace(spec, seed=seed, device=self.config["device"])
+
+    def pretrain_spec(self, model: str, seed: int) -> Pretrain2DSpec:
+        stage, over = self.config["pretrain_2d"], self.config["models"][model]
+        return Pretrain2DSpec(model=model, steps=over.get("pretrain_steps", stage["steps"]), lr=stage["lr"],
+                              lr_steps=tuple(stage["lr_steps"]), pretrained_backbone=over.get("pretrained_backbone"),
+                              loop=self.loop_spec("pretrain_2d", model, seed))
+
+    def finetune_spec(self, init: str, model: str, seed: int) -> Finetune3DSpec:
+        s, over = self.config["finetune_3d"], self.config["models"][model]
+        return Finetune3DSpec(
+            model=model, init=init, fusion_steps=over.get("fusion_steps", s["fusion_steps"]),
+            geometric_steps=over.get("geometric_steps", s["geometric_steps"]), lr=s["lr"],
+            lr_steps=tuple(s["lr_steps"]), geometric_lr=s["geometric_lr"], ratio_3d=s["ratio_3d"],
+            weight_3d=s["weight_3d"], weight_var=s["weight_var"],
+            pretrained_backbone=over.get("pretrained_backbone"), loop=self.loop_spec("finetune_3d", model, seed))
+
+    def evaluate_spec(self, model: str, run: str) -> EvaluateSpec:
+        e = self.config["evaluate"]
+        return EvaluateSpec(model=model, run=run, batch_size=e["batch_size"], flip_test=e["flip_test"],
+                            device=self.config["device"], examples=e["examples"])
+
+    @property
+    def primary_3d_test(self) -> str | None:
+        return self.config["report"]["primary_3d_test"] or (self.test_3d[0] if self.test_3d else None)
+
+
+def check_presets_match_schema() -> list[str]:
+    """Model ids in the schema's enum that differ from ``MODELS`` (empty when in sync)."""
+    ids = set(schema()["$defs"]["model_id"]["enum"])
+    return sorted(ids ^ set(MODELS))
