@@ -24,6 +24,16 @@ FAST = ["hg1_tiny", "hg2_tiny", "hg4_tiny", "resnet_tiny", "resnet18"]
 K = 17
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on shared CPU cores, idle-spinning OpenMP workers slow these small
+    forwards tenfold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def build_on_meta(preset: ModelPreset | str, num_joints: int = 16) -> nn.Module:
     """A model with meta tensors: parameter counts and FLOPs without allocating weights."""
     with torch.device("meta"):
