@@ -1,0 +1,41 @@
+# pose_study: 2D pre-training for 3D human pose, as one DAG.
+#
+#   make study                                    # the default synthetic study (config/synthetic.yaml)
+#   snakemake --configfile config/paper.yaml      # the real-data study
+#
+# results/{study}/
+#   data/{dataset}/{split}.h5                                      synthesize | download + convert
+#   pretrain_2d/{model}/{dataset2d}/seed{seed}/                     pretrain_2d  (model.pt, metrics.json, curve.csv, spec.json)
+#   finetune_3d/{arm}/{model}/{dataset2d}/{dataset3d}/seed{seed}/   finetune_3d  (same files)
+#   evaluate/<training run path>/{testset}.json                    evaluate     (testset = {dataset}_{split})
+#   tables/{metrics,curves,runs,jobs}.csv                          collect
+# reports/{study}/index.html                                       report
+# logs/{study}/... and benchmarks/{study}/... mirror results/; checkpoints/{study}/... hold resume state.
+
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+# The default study, only when no --configfile is given (Snakemake would merge the two configs).
+if not config:
+
+    configfile: "config/synthetic.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain_2d.smk"
+include: "workflow/rules/finetune_3d.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        REPORT,
+        TABLES,

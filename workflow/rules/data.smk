@@ -1,0 +1,69 @@
+# Stage `data`: every dataset split in the canonical HDF5 format.
+
+
+rule synthesize:
+    output:
+        f"{R}/data/{{dataset}}/{{split}}.h5",
+    log:
+        f"logs/{S}/data/{{dataset}}/{{split}}.log",
+    benchmark:
+        f"benchmarks/{S}/data/{{dataset}}/{{split}}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(SYNTHETIC),
+    conda:
+        "../../envs/light.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        spec=lambda wc: spec_json(STUDY.synthesize_spec(wc.dataset, wc.split)),
+    shell:
+        "python -m pose_study synthesize --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule download:
+    output:
+        f"{R}/data/{{dataset}}/download.json",
+    log:
+        f"logs/{S}/data/{{dataset}}/download.log",
+    benchmark:
+        f"benchmarks/{S}/data/{{dataset}}/download.tsv"
+    wildcard_constraints:
+        dataset=alternatives(REAL),
+    retries: 2
+    conda:
+        "../../envs/light.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=600,
+    params:
+        name=lambda wc: STUDY.datasets[wc.dataset]["name"],
+        root=lambda wc: STUDY.datasets[wc.dataset]["root"],
+    shell:
+        "python -m pose_study download --dataset {params.name:q} --root {params.root:q} "
+        "--report {output:q} > {log:q} 2>&1"
+
+
+rule convert:
+    input:
+        f"{R}/data/{{dataset}}/download.json",
+    output:
+        f"{R}/data/{{dataset}}/{{split}}.h5",
+    log:
+        f"logs/{S}/data/{{dataset}}/{{split}}.log",
+    benchmark:
+        f"benchmarks/{S}/data/{{dataset}}/{{split}}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(REAL),
+    conda:
+        "../../envs/light.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        spec=lambda wc: spec_json(STUDY.convert_spec(wc.dataset, wc.split)),
+    shell:
+        "python -m pose_study convert --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"

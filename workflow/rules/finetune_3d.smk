@@ -1,0 +1,30 @@
+# Stage `finetune_3d`: fusion of 2D and 3D batches, then the geometric loss; one job per arm.
+
+
+rule finetune_3d:
+    input:
+        unpack(finetune_inputs),
+    output:
+        model=f"{R}/{FINETUNE_RUN}/model.pt",
+        metrics=f"{R}/{FINETUNE_RUN}/metrics.json",
+        curve=f"{R}/{FINETUNE_RUN}/curve.csv",
+    log:
+        f"logs/{S}/{FINETUNE_RUN}.log",
+    benchmark:
+        f"benchmarks/{S}/{FINETUNE_RUN}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=1,
+    params:
+        spec=lambda wc: spec_json(STUDY.finetune_spec(wc.arm, wc.model, int(wc.seed))),
+        init=init_args,
+        checkpoints=f"checkpoints/{S}/{FINETUNE_RUN}",
+    shell:
+        "python -m pose_study finetune-3d --spec {params.spec:q} --train-3d {input.train_3d:q} "
+        "--val-3d {input.val_3d:q} --train-2d {input.train_2d:q} {params.init} "
+        "--model-out {output.model:q} --metrics-out {output.metrics:q} --curve-out {output.curve:q} "
+        "--checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"

@@ -1,0 +1,49 @@
+# Stages `collect` and `report`: tidy tables from every result, then one self-contained HTML page.
+
+
+rule collect_metrics:
+    input:
+        metrics=training_files("metrics.json"),
+        curves=training_files("curve.csv"),
+        evaluations=evaluation_files(),
+    output:
+        tables=[
+            report(
+                t,
+                caption="../report/table.rst",
+                category="Tables",
+                labels={"table": Path(t).stem},
+            )
+            for t in TABLES
+        ],
+    log:
+        f"logs/{S}/collect.log",
+    localrule: True
+    conda:
+        "../../envs/light.yaml"
+    params:
+        config=spec_json(config),
+        benchmarks=f"benchmarks/{S}",
+        out_dir=table_dir,
+    shell:
+        "python -m pose_study collect --config {params.config:q} --results {params.out_dir:q}/.. "
+        "--benchmarks {params.benchmarks:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
+rule render_report:
+    input:
+        tables=TABLES,
+        tests=all_test_splits(),
+    output:
+        report(REPORT, caption="../report/index.rst", category="Report"),
+    log:
+        f"logs/{S}/report.log",
+    localrule: True
+    conda:
+        "../../envs/light.yaml"
+    params:
+        config=spec_json(config),
+        results=results_dir,
+    shell:
+        "python -m pose_study report --config {params.config:q} --tables {params.results:q}/tables "
+        "--results {params.results:q} --out {output:q} > {log:q} 2>&1"
