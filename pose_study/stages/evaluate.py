@@ -85,20 +85,20 @@ def run(spec: EvaluateSpec, weights: Path, tests: list[Path], outs: list[Path],
     mean_2d = _mean_pose(train_2d, "2d")
     mean_3d = _mean_pose(train_3d, "3d")
     for test, out in zip(tests, outs):
-        write_json(out, evaluate_split(model, spec, test, mean_2d, mean_3d))
+        write_json(out, evaluate_split(model, spec, test, mean_2d, mean_3d, testset=out.stem))
         log.info("wrote %s", out)
 
 
 def evaluate_split(model: torch.nn.Module, spec: EvaluateSpec, test: Path,
-                   mean_2d: np.ndarray | None, mean_3d: np.ndarray | None) -> dict:
-    """The result document for one test split."""
+                   mean_2d: np.ndarray | None, mean_3d: np.ndarray | None, testset: str) -> dict:
+    """The result document for one test split; ``testset`` is its name in the study (``{dataset}_{split}``)."""
     data = SplitTensors.load(test, next(model.parameters()).device)
     split = read_split(test, images=False)
     outputs = _predict_all(model, data, spec)
     scores = score_outputs(outputs, split.head_box, split.info.skeleton)
     primary = "mpjpe" if outputs.pred_3d is not None else next(iter(scores))
     return {
-        "model": spec.model, "run": spec.run, "testset": test.stem, "dataset": split.info.dataset,
+        "model": spec.model, "run": spec.run, "testset": testset, "dataset": split.info.dataset,
         "split": split.info.split, "source": split.info.source, "skeleton": split.info.skeleton,
         "samples": len(split), "flip_test": spec.flip_test, "kind": "3d" if split.has_3d else "2d",
         "primary_metric": primary,

@@ -1,0 +1,184 @@
+"""The training loop and both training stages, on the tiny synthetic world (CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pose_study.stages import _training, finetune_3d, pretrain_2d
+from pose_study.stages.evaluate import EvaluateSpec
+from pose_study.stages.evaluate import run as evaluate
+from pose_study.train import objective
+from pose_study.train.accounting import CURVE_COLUMNS
+from pose_study.train.checkpoint import load_checkpoint
+
+LOOP = {"batch_size": 16, "eval_every": 25, "log_every": 25, "checkpoint_every": 25, "eval_samples": 96}
+COMPUTE_KEYS = {"wall_seconds", "train_samples", "train_flops", "device_hours", "steps", "device",
+                "device_count", "img_per_s", "peak_memory_mb"}
+
+
+def outputs(root: Path) -> _training.TrainOutputs:
+    return _training.TrainOutputs(root / "model.pt", root / "metrics.json", root / "curve.csv", root / "ckpt")
+
+
+def pretrain_spec(steps: int, **loop) -> pretrain_2d.Pretrain2DSpec:
+    from pose_study._spec import spec_from_dict
+
+    return spec_from_dict(pretrain_2d.Pretrain2DSpec,
+                          {"model": "hg1_tiny", "steps": steps, "lr": 2e-3, "loop": {**LOOP, **loop}})
+
+
+@pytest.fixture(scope="module")
+def pretrained(tiny_world, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("pre")
+    out = outputs(root)
+    result = pretrain_2d.run(pretrain_spec(150), tiny_world["wild_train"], tiny_world["wild_val"], out)
+    return {"out": out, "metrics": result}
+
+
+@pytest.fixture(scope="module")
+def finetuned(tiny_world, pretrained, tmp_path_factory) -> dict:
+    from pose_study._spec import spec_from_dict
+
+    runs = {}
+    for arm in ("pretrained_2d", "scratch"):
+        spec = spec_from_dict(finetune_3d.Finetune3DSpec, {
+            "model": "hg1_tiny", "init": arm, "fusion_steps": 150, "geometric_steps": 25, "lr": 2e-3,
+            "loop": LOOP})
+        out = outputs(tmp_path_factory.mktemp(arm))
+        init = (pretrained["out"].model, pretrained["out"].metrics) if arm == "pretrained_2d" else (None, None)
+        finetune_3d.run(spec, tiny_world["lab_train"], tiny_world["lab_val"], tiny_world["wild_train"], out, *init)
+        runs[arm] = out
+    return runs
+
+
+def read_curve(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_pretrain_halves_the_2d_error(pretrained):
+    final = pretrained["metrics"]["final"]
+    assert final["metric"] == "error_2d_px"
+    assert final["value"] <= 0.5 * final["initial_value"], final
+
+
+@pytest.mark.parametrize("arm", ["pretrained_2d", "scratch"])
+def test_finetune_writes_every_accounting_field(finetuned, arm):
+    out = finetuned[arm]
+    metrics = json.loads(out.metrics.read_text())
+    assert metrics["arm"] == arm and metrics["final"]["metric"] == "mpjpe_mm"
+    assert COMPUTE_KEYS <= set(metrics["compute"])
+    assert metrics["forward_flops_per_image"] > 0 and metrics["params"] > 0
+    assert metrics["compute"]["train_flops"] == 3 * metrics["forward_flops_per_image"] * metrics["compute"]["train_samples"]
+    rows = read_curve(out.curve)
+    assert list(rows[0]) == list(CURVE_COLUMNS)
+    assert [r["phase"] for r in rows][-1] == "geometric"
+    spec = json.loads(out.spec_json.read_text())
+    assert spec["init"] == arm and "git_sha" in spec["_provenance"]
+
+
+def test_pretrained_arm_carries_its_pretraining_compute(finetuned, pretrained):
+    own = json.loads(finetuned["pretrained_2d"].metrics.read_text())
+    scratch = json.loads(finetuned["scratch"].metrics.read_text())
+    pre = pretrained["metrics"]["compute"]
+    assert own["compute_total"]["train_flops"] == own["compute"]["train_flops"] + pre["train_flops"]
+    assert scratch["compute_total"]["train_flops"] == scratch["compute"]["train_flops"]
+    first = read_curve(finetuned["pretrained_2d"].curve)[0]
+    assert float(first["flops_total"]) == float(first["flops"]) + pre["train_flops"]
+
+
+def test_trained_model_beats_the_mean_pose_baseline(finetuned, tiny_world, tmp_path):
+    out = tmp_path / "lab_test.json"
+    evaluate(EvaluateSpec(model="hg1_tiny", run="t"), finetuned["pretrained_2d"].model,
+             [tiny_world["lab_test"]], [out], train_3d=tiny_world["lab_train"])
+    result = json.loads(out.read_text())
+    assert result["metrics"]["mpjpe"]["value"] < result["baselines"]["mean_pose"]["mpjpe"]
+
+
+def test_non_finite_loss_names_step_and_terms_and_keeps_the_checkpoint(tiny_world, tmp_path, monkeypatch):
+    real = objective.compute_losses
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 30:
+            terms["depth"] = terms["depth"] + float("nan")
+            terms["total"] = terms["total"] + terms["depth"]
+        return terms
+
+    monkeypatch.setattr("pose_study.train.loop.compute_losses", poisoned)
+    out = outputs(tmp_path)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 30: heatmap=[\d.e-]+ depth=nan"):
+        pretrain_2d.run(pretrain_spec(60), tiny_world["wild_train"], tiny_world["wild_val"], out)
+    assert load_checkpoint(out.checkpoint_dir)["progress"]["step"] == 25  # the last good one
+    assert not out.model.exists()
+
+
+# --- interruption and resume, in real processes -------------------------------------------------
+
+
+def cli(spec: pretrain_2d.Pretrain2DSpec, world: dict, root: Path) -> list[str]:
+    from pose_study._spec import spec_to_dict
+
+    return [sys.executable, "-m", "pose_study", "pretrain-2d", "--spec", json.dumps(spec_to_dict(spec)),
+            "--train", str(world["wild_train"]), "--val", str(world["wild_val"]),
+            "--model-out", str(root / "model.pt"), "--metrics-out", str(root / "metrics.json"),
+            "--curve-out", str(root / "curve.csv"), "--checkpoint-dir", str(root / "ckpt")]
+
+
+def start_and_stop_after_checkpoint(cmd: list[str], root: Path, sig: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.time() + 120
+    while not (root / "ckpt" / "last.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, "", err)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_interrupted_run_resumes_and_matches_the_uninterrupted_run(tiny_world, tmp_path, sig):
+    spec = pretrain_spec(100, checkpoint_every=10, eval_every=50)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    subprocess.run(cli(spec, tiny_world, whole), check=True, capture_output=True, env=env)
+    cut = tmp_path / "cut"
+    stopped = start_and_stop_after_checkpoint(cli(spec, tiny_world, cut), cut, sig)
+    assert stopped.returncode != 0
+    if sig == signal.SIGTERM:
+        assert "SIGTERM at step" in stopped.stderr and "rerun the same command to resume" in stopped.stderr
+    assert not (cut / "model.pt").exists()
+    rerun = subprocess.run(cli(spec, tiny_world, cut), capture_output=True, text=True, env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming from checkpoint" in rerun.stderr
+    a, b = (json.loads((d / "metrics.json").read_text())["final"]["value"] for d in (whole, cut))
+    assert b == pytest.approx(a, rel=1e-4)  # CPU kernels are deterministic: same batches, same steps
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tiny_world, tmp_path, caplog):
+    out = outputs(tmp_path)
+    pretrain_2d.run(pretrain_spec(25), tiny_world["wild_train"], tiny_world["wild_val"], out)
+    with caplog.at_level("WARNING"):
+        pretrain_2d.run(pretrain_spec(30), tiny_world["wild_train"], tiny_world["wild_val"], out)
+    assert "belongs to other settings" in caplog.text
+    assert json.loads(out.metrics.read_text())["compute"]["steps"] == 30
+
+
+def test_checkpoints_load_with_weights_only(pretrained):
+    state = torch.load(pretrained["out"].checkpoint_dir / "last.pt", weights_only=True)
+    assert state["progress"]["step"] == 150
+    weights = torch.load(pretrained["out"].model, weights_only=True)
+    assert weights["preset"] == "hg1_tiny"
