@@ -4,6 +4,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CORES  ?= all
 CONFIG ?= config/synthetic.yaml
+# rules call `python -m pose_study …`: that must be this environment's python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: study test test-workflow env clean-study
 

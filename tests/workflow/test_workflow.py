@@ -1,0 +1,117 @@
+"""The Snakemake workflow: lint, formatting, DAG shape, validation before any job, the smoke study."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+       "OMP_NUM_THREADS": "1"}
+
+
+def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def planned_jobs(output: str) -> list[tuple[str, str]]:
+    """(rule, first output) of every job in a dry run's listing."""
+    jobs, rule = [], None
+    for line in output.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+            rule = m.group(1)
+        elif rule and (m := re.match(r"^\s+output: ([^,\s]+)", line)):
+            jobs.append((rule, m.group(1)))
+            rule = None
+    return jobs
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def write_config(path: Path, name: str = "smoke", **changes) -> Path:
+    data = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+    data.update(changes)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint", "--configfile", "config/smoke.yaml")
+    out = result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in out
+
+
+def test_rule_files_are_snakefmt_formatted():
+    snakefmt = Path(sys.executable).parent / "snakefmt"
+    result = subprocess.run([str(snakefmt), "--check", "Snakefile", "workflow/rules"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", ["synthetic", "smoke"])
+def test_dry_run_job_counts_match_the_configured_axes(name, tmp_path):
+    data = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+    models, seeds, arms = len(data["models"]), len(data["seeds"]), len(data["arms"])
+    splits = sum(len(d["samples"]) for d in data["datasets"].values())
+    out = snakemake("-n", "--configfile", str(REPO / "config" / f"{name}.yaml"), "--directory", str(tmp_path)).stdout
+    assert job_counts(out) == {
+        "synthesize": splits, "pretrain_2d": models * seeds, "finetune_3d": arms * models * seeds,
+        "evaluate_finetune_3d": arms * models * seeds, "evaluate_pretrain_2d": models * seeds,
+        "collect_metrics": 1, "render_report": 1, "all": 1,
+        "total": splits + models * seeds * (2 + 2 * arms) + 3,
+    }
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"sedds": [0]}, r"'sedds' was unexpected.*allowed keys"),
+    ({"models": {"hg3_tiny": {}}}, r"models: key 'hg3_tiny' is not one of"),
+], ids=["misspelled-key", "unknown-preset"])
+def test_bad_config_fails_before_any_job(tmp_path, change, message):
+    config = write_config(tmp_path / "bad.yaml", **change)
+    result = snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path), check=False)
+    assert result.returncode != 0
+    assert re.search(message, result.stdout + result.stderr)
+    assert "Job stats" not in result.stdout
+
+
+@pytest.mark.workflow
+def test_smoke_study_end_to_end_then_nothing_then_exactly_the_changed_preset(tmp_path):
+    workdir = tmp_path / "smoke study's dir"  # spaces and quotes in paths must survive every command
+    workdir.mkdir()
+    config = write_config(workdir / "smoke.yaml")
+    snakemake("--configfile", str(config), "--directory", str(workdir), "--cores", "2")
+    assert (workdir / "reports/smoke/index.html").stat().st_size > 10_000
+    for table in ("metrics", "curves", "runs", "jobs"):
+        assert (workdir / f"results/smoke/tables/{table}.csv").stat().st_size > 0
+
+    again = snakemake("-n", "--configfile", str(config), "--directory", str(workdir))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    data = yaml.safe_load(config.read_text())
+    data["models"]["hg2_tiny"] = {"pretrain_steps": 7}
+    config.write_text(yaml.safe_dump(data))
+    plan = planned_jobs(snakemake("-n", "--configfile", str(config), "--directory", str(workdir)).stdout)
+    expected = {("pretrain_2d", f"results/smoke/pretrain_2d/hg2_tiny/wild_mpii/seed{s}/model.pt") for s in (0, 1)}
+    expected |= {("finetune_3d", f"results/smoke/finetune_3d/pretrained_2d/hg2_tiny/wild_mpii/lab/seed{s}/model.pt")
+                 for s in (0, 1)}
+    expected |= {("evaluate_pretrain_2d", f"results/smoke/evaluate/pretrain_2d/hg2_tiny/wild_mpii/seed{s}/wild_mpii_val.json")
+                 for s in (0, 1)}
+    expected |= {("evaluate_finetune_3d",
+                  f"results/smoke/evaluate/finetune_3d/pretrained_2d/hg2_tiny/wild_mpii/lab/seed{s}/lab_test.json")
+                 for s in (0, 1)}
+    expected |= {("collect_metrics", "results/smoke/tables/metrics.csv"), ("render_report", "reports/smoke/index.html")}
+    assert {job for job in plan if job[0] != "all"} == expected
