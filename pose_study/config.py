@@ -27,6 +27,19 @@ from pose_study.train.loop import LoopSpec
 SPLITS_3D = ("train", "val", "test")
 SPLITS_2D = ("train", "val")
 REAL_3D = ("h36m", "mpi_inf_3dhp", "occlusion_person", "3dpw")
+# The study's train/val/test roles -> each real dataset's own split (catalog names). "val" is what
+# training validates on and 2D test sets are scored on; datasets without a public validation
+# split use their evaluation split (MPII's test labels are withheld, so its "valid" set serves).
+NATIVE_SPLITS: dict[str, dict[str, str]] = {
+    "mpii": {"train": "train", "val": "valid"},
+    "lsp": {"train": "train", "val": "test", "test": "test"},
+    "lspet": {"train": "train"},
+    "flic_full": {"train": "train", "val": "test", "test": "test"},
+    "h36m": {"train": "train", "val": "test", "test": "test"},  # S1,5,6,7,8 / S9,11
+    "mpi_inf_3dhp": {"train": "train", "val": "test", "test": "test"},
+    "occlusion_person": {"train": "train", "val": "validation", "test": "validation"},
+    "3dpw": {"train": "train", "val": "validation", "test": "test"},
+}
 
 
 def schema() -> dict:
@@ -103,9 +116,22 @@ def _check_references(data: dict, where: str) -> None:
             if not _is_3d(datasets[name]):
                 raise ValueError(f"{where}: {key} names {name!r}, which has no 3D labels "
                                  "(a synthetic lab/occluded/outdoor world or h36m/mpi_inf_3dhp/occlusion_person/3dpw)")
+    _check_real_splits(data, where)
     primary = data["report"]["primary_3d_test"]
     if primary is not None and primary not in data["test_3d"]:
         raise ValueError(f"{where}: report.primary_3d_test {primary!r} is not in test_3d {data['test_3d']}")
+
+
+def _check_real_splits(data: dict, where: str) -> None:
+    """Every role a real dataset plays needs a split of its own for that role."""
+    roles = {"train_2d": ("train", "val"), "train_3d": ("train", "val"), "test_2d": ("val",), "test_3d": ("test",)}
+    for key, splits in roles.items():
+        for name in data[key]:
+            d = data["datasets"][name]
+            missing = [s for s in splits if d["source"] == "real" and s not in NATIVE_SPLITS[d["name"]]]
+            if missing:
+                raise ValueError(f"{where}: {key} uses {name!r} ({d['name']}), which has no {missing} split; "
+                                 f"it provides {sorted(NATIVE_SPLITS[d['name']])}")
 
 
 def _is_3d(dataset: dict) -> bool:
@@ -153,7 +179,10 @@ class Study:
 
     def convert_spec(self, dataset: str, split: str) -> dict:
         d = self.datasets[dataset]
-        return {"dataset": d["name"], "root": d["root"], "split": split,
+        native = NATIVE_SPLITS[d["name"]]
+        if split not in native:
+            raise ValueError(f"dataset {dataset!r} ({d['name']}) has no {split!r} split; it provides {sorted(native)}")
+        return {"dataset": d["name"], "root": d["root"], "split": native[split],
                 "crop_size": self.config["crop_size"], **d["options"]}
 
     def _data_seed(self, dataset: str, split: str) -> int:
