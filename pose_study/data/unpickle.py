@@ -10,8 +10,8 @@ error naming the file and the global.
 from __future__ import annotations
 
 import builtins
-import collections
 import codecs
+import collections
 import copyreg
 import importlib
 import os

@@ -84,7 +84,8 @@ class ConvertSpec:
         if not self.box_margin > 0:
             raise ValueError(f"box_margin must be positive, got {self.box_margin!r}")
         if self.annotation_format not in ("auto", "json", "release"):
-            raise ValueError(f"annotation_format must be auto, json or release, got {self.annotation_format!r}")
+            raise ValueError("annotation_format must be auto, json or release, "
+                             f"got {self.annotation_format!r}")
 
 
 def run(spec: ConvertSpec, out: Path) -> ConvertReport:

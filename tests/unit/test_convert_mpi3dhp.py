@@ -6,7 +6,6 @@ import pytest
 from scipy.io import loadmat
 
 from tests.fixtures.official import convert_fixture, write_mpi3dhp_test, write_mpi3dhp_train
-from tests.fixtures.official_3d import MPI3DHP_K, project
 
 # datasets.md §9.2: native index for each canonical joint.
 TRAIN28_FOR_CANONICAL = [4, 23, 24, 25, 18, 19, 20, 3, 5, 6, 7, 9, 10, 11, 14, 15, 16]
@@ -39,7 +38,7 @@ def test_test_set_v73_valid_frames_and_universal_3d(tmp_path):
     ts2 = split.clip == "TS2"
     assert list(split.frame[ts2]) == [0, 2, 3]
     truth = fx["sequences"]["TS2"]
-    for row, frame in zip(np.flatnonzero(ts2), (0, 2, 3)):
+    for row, frame in zip(np.flatnonzero(ts2), (0, 2, 3), strict=True):
         np.testing.assert_allclose(split.joints_3d[row], truth["univ_annot3"][frame][TEST17_FOR_CANONICAL], atol=0.01)
         # intrinsics are fitted from annot2 <-> annot3 (not the rescaled univ_annot3)
         annot3 = truth["annot3"][frame][TEST17_FOR_CANONICAL]

@@ -142,7 +142,8 @@ class SampleBuffer:
         )
 
 
-def finish(buffer: SampleBuffer, info: SplitInfo, out: Path, spec: Any, report: ConvertReport) -> ConvertReport:
+def finish(buffer: SampleBuffer, info: SplitInfo, out: Path, spec: Any,
+           report: ConvertReport) -> ConvertReport:
     """Write the buffer to ``out`` (atomically), check the counts and log the report."""
     report.written = len(buffer)
     report.log()
@@ -220,6 +221,14 @@ def load_mat(path: Path, **kwargs: Any) -> dict[str, Any]:
         raise ValueError(f"{path}: MATLAB v7.3 (HDF5) file where a v5 MAT-file was expected ({err})") from err
     except (ValueError, TypeError, OSError) as err:
         raise ValueError(f"{path}: not a readable MAT-file ({err})") from err
+
+
+def mat_variable(mat: dict[str, Any], name: str, path: Path) -> Any:
+    """Top-level variable ``name`` of a loaded MAT-file; ``ValueError`` naming the file and variable."""
+    if name not in mat:
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"{path}: no variable {name!r} (variables: {found}); is this the official file?")
+    return mat[name]
 
 
 def mat_field(container: Any, name: str, path: Path, where: str) -> Any:

@@ -21,8 +21,8 @@ import numpy as np
 
 from pose_study.data import crop
 from pose_study.data.convert import (
-    ConvertReport, SampleBuffer, check_split, finish, find_file, load_mat, mat_field, number,
-    open_image, split_info, text,
+    ConvertReport, SampleBuffer, check_split, finish, find_file, load_mat, mat_field, mat_variable,
+    number, open_image, split_info, text,
 )
 from pose_study.skeletons import FLIC11, FLIC_COLUMNS, to_canonical
 
@@ -63,9 +63,7 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
 def read_examples(path: Path) -> np.ndarray:
     """The ``examples`` struct array as a flat array of records, required fields checked."""
     mat = load_mat(path)
-    if "examples" not in mat:
-        raise ValueError(f"{path}: no variable 'examples' (variables: {sorted(k for k in mat if k[0] != '_')})")
-    examples = mat["examples"]
+    examples = mat_variable(mat, "examples", path)
     for name in FIELDS:
         mat_field(examples, name, path, "examples")
     return examples.ravel(order="F")

@@ -117,8 +117,8 @@ def sequence_files(root: Path, subject: str) -> list[Path]:
     folder = root / subject / POSE_DIR
     files = sorted(p for p in folder.glob("*.cdf") if not p.stem.startswith("_ALL"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no <Seq>.cdf pose files; extract Poses_D3_Positions_{subject}.tgz "
-                                "from the Human3.6M file browser (registration required) into the root")
+        raise FileNotFoundError(f"{folder}: no <Seq>.cdf pose files; extract Poses_D3_Positions_{subject}"
+                                ".tgz from the Human3.6M file browser (registration required) into the root")
     return files
 
 
@@ -159,7 +159,10 @@ def read_w0(path: Path, camera_ids: list[str]) -> np.ndarray:
 
 
 def camera(w0: np.ndarray, index: int, subject: str, table: dict) -> Camera:
-    """Camera ``index`` (0..3) of ``subject`` (``"S1"`` …): extrinsics from ``w0``, intrinsics from ``table``."""
+    """Camera ``index`` (0..3) of ``subject`` (``"S1"`` …).
+
+    Extrinsics come from ``w0``, intrinsics and distortion from the catalog ``table`` row.
+    """
     start = 6 * (11 * index + int(subject[1:]) - 1)
     angles, center = w0[start: start + 3], w0[start + 3: start + 6]
     return Camera(id=str(table["id"]), rotation=rotation(angles), center=center.copy(),

@@ -28,7 +28,8 @@ import numpy as np
 
 from pose_study.data import crop
 from pose_study.data.convert import (
-    ConvertReport, SampleBuffer, check_split, finish, find_file, load_mat, open_image, split_info,
+    ConvertReport, SampleBuffer, check_split, finish, find_file, load_mat, mat_variable, open_image,
+    split_info,
 )
 from pose_study.skeletons import LSP14, to_canonical
 
@@ -68,10 +69,7 @@ def read_joints(path: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ([N, 14, 2] 0-based px, [N, 14] bool annotated).
     """
-    mat = load_mat(path)
-    if "joints" not in mat:
-        raise ValueError(f"{path}: no variable 'joints' (variables: {sorted(k for k in mat if k[0] != '_')})")
-    joints = np.asarray(mat["joints"], dtype=np.float64)
+    joints = np.asarray(mat_variable(load_mat(path), "joints", path), dtype=np.float64)
     if dataset == "lsp":
         if joints.shape != (3, 14, LSP_IMAGES):
             raise ValueError(f"{path}: field 'joints' has shape {joints.shape}; LSP's joints.mat is "

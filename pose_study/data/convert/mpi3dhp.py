@@ -33,7 +33,8 @@ import numpy as np
 from pose_study.data import crop
 from pose_study.data.catalog import get_dataset
 from pose_study.data.convert import (
-    ConvertReport, SampleBuffer, check_split, finish, find_file, load_mat, open_image, split_info,
+    ConvertReport, SampleBuffer, check_split, finish, find_file, load_mat, mat_variable, open_image,
+    split_info,
 )
 from pose_study.skeletons import MPI3DHP28, MPI3DHP_TEST17, Skeleton, to_canonical
 
@@ -85,9 +86,7 @@ def read_train_annot(path: Path) -> dict[str, list[np.ndarray]]:
     mat = load_mat(path)
     out = {}
     for name, width in (("annot2", 56), ("annot3", 84)):
-        if name not in mat:
-            raise ValueError(f"{path}: no variable {name!r} (variables: {sorted(k for k in mat if k[0] != '_')})")
-        cells = mat[name]
+        cells = mat_variable(mat, name, path)
         if cells.dtype != object or cells.size != 14:
             raise ValueError(f"{path}: field {name!r} has shape {cells.shape}, expected a 14x1 cell array")
         out[name] = [np.asarray(c, dtype=np.float64) for c in cells.ravel(order="F")]
@@ -138,7 +137,8 @@ def read_test_annot(path: Path) -> dict[str, np.ndarray]:
     """The test ``annot_data.mat`` arrays in h5py order (MATLAB v7.3; a v5 file is transposed to match)."""
     import h5py
 
-    names = {"annot2": (17, 2), "annot3": (17, 3), "univ_annot3": (17, 3), "valid_frame": (), "activity_annotation": ()}
+    names = {"annot2": (17, 2), "annot3": (17, 3), "univ_annot3": (17, 3), "valid_frame": (),
+             "activity_annotation": ()}
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as h5:
             data = {n: np.asarray(h5[n], dtype=np.float64) for n in names if n in h5}
@@ -150,8 +150,8 @@ def read_test_annot(path: Path) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: no dataset {name!r} (MPI-INF-3DHP test annot_data.mat)")
         value = data[name]
         if trailing and (value.ndim != 4 or value.shape[1:] != (1, *trailing)):
-            raise ValueError(f"{path}: field {name!r} has shape {value.shape}, expected (n, 1, {trailing[0]}, "
-                             f"{trailing[1]}) as read by h5py (MATLAB order reversed)")
+            raise ValueError(f"{path}: field {name!r} has shape {value.shape}, expected "
+                             f"(n, 1, {trailing[0]}, {trailing[1]}) as read by h5py (MATLAB order reversed)")
     n = len(data["annot2"])
     if any(data[k].size != n for k in ("valid_frame", "activity_annotation")):
         raise ValueError(f"{path}: 'valid_frame'/'activity_annotation' do not have {n} entries like 'annot2'")
@@ -174,7 +174,8 @@ def fit_intrinsics(joints_2d: np.ndarray, joints_3d: np.ndarray) -> np.ndarray:
 
 
 def _add_frame(buffer: SampleBuffer, report: ConvertReport, image_path: Path, joints_2d: np.ndarray,
-               joints_3d: np.ndarray, intrinsics: np.ndarray, skeleton: Skeleton, spec: Any, **meta: Any) -> None:
+               joints_3d: np.ndarray, intrinsics: np.ndarray, skeleton: Skeleton, spec: Any,
+               **meta: Any) -> None:
     report.read += 1
     valid = np.isfinite(joints_2d).all(axis=1) & np.isfinite(joints_3d).all(axis=1)
     center, side = crop.box_from_points(joints_2d, valid, spec.box_margin)
@@ -186,4 +187,5 @@ def _add_frame(buffer: SampleBuffer, report: ConvertReport, image_path: Path, jo
         return
     j2, v2 = to_canonical(joints_2d[None], valid[None], skeleton)
     j3, _ = to_canonical(joints_3d[None], valid[None], skeleton)
-    buffer.add(image, center, side, j2[0], v2[0], joints_3d=j3[0], valid_3d=v2[0], intrinsics=intrinsics, **meta)
+    buffer.add(image, center, side, j2[0], v2[0], joints_3d=j3[0], valid_3d=v2[0], intrinsics=intrinsics,
+               **meta)

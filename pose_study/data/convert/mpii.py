@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from pose_study.data.convert import (
-    ConvertReport, SampleBuffer, check_split, finish, find_file, load_mat, mat_field, number,
-    open_image, plain, records, split_info, text,
+    ConvertReport, SampleBuffer, check_split, finish, find_file, load_mat, mat_field, mat_variable,
+    number, open_image, plain, records, split_info, text,
 )
 from pose_study.skeletons import MPII16, to_canonical
 
@@ -153,9 +153,7 @@ def read_release(root: Path, split: str) -> list[Person | str]:
                          f"({' or '.join(JSON_FILES[split])}); set annotation_format to 'json' or 'auto'")
     path = find_file(root, RELEASE, "MPII RELEASE annotations (mpii_human_pose_v1_u12_1.mat)")
     mat = load_mat(path, simplify_cells=True)
-    if "RELEASE" not in mat:
-        raise ValueError(f"{path}: no variable 'RELEASE' (variables: {sorted(k for k in mat if k[0] != '_')})")
-    return release_people(plain(mat["RELEASE"]), path)
+    return release_people(plain(mat_variable(mat, "RELEASE", path)), path)
 
 
 def release_people(release: dict, path: Path) -> list[Person | str]:
@@ -163,9 +161,10 @@ def release_people(release: dict, path: Path) -> list[Person | str]:
     annolist = records(mat_field(release, "annolist", path, "RELEASE"))
     img_train = np.atleast_1d(np.asarray(mat_field(release, "img_train", path, "RELEASE"))).ravel()
     if len(img_train) != len(annolist):
-        raise ValueError(f"{path}: RELEASE.img_train has {len(img_train)} entries but annolist has {len(annolist)}")
+        raise ValueError(f"{path}: RELEASE.img_train has {len(img_train)} entries but annolist has "
+                         f"{len(annolist)}")
     items: list[Person | str] = []
-    for i, (entry, train) in enumerate(zip(annolist, img_train)):
+    for i, (entry, train) in enumerate(zip(annolist, img_train, strict=True)):
         if not train:
             continue  # test image: ground truth withheld
         where = f"RELEASE.annolist({i + 1})"
@@ -189,7 +188,8 @@ def _release_person(rect: dict, name: str, path: Path, where: str) -> Person | s
         values = [number(mat_field(point, key, path, f"{where}.annopoints.point({p + 1})"))
                   for key in ("id", "x", "y")]
         if None in values or not 0 <= values[0] <= 15:
-            raise ValueError(f"{path}: {where}.annopoints.point({p + 1}) has an empty or invalid id/x/y {values}")
+            raise ValueError(f"{path}: {where}.annopoints.point({p + 1}) has an empty or invalid "
+                             f"id/x/y {values}")
         joints[int(values[0])] = (values[1] - 1, values[2] - 1)
         valid[int(values[0])] = True
     corners = [number(rect.get(k)) for k in ("x1", "y1", "x2", "y2")]

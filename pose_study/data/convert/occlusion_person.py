@@ -42,7 +42,8 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
     """Convert one Occlusion-Person split (``train`` | ``validation``) to ``out``."""
     check_split(DATASET, split, SPLITS)
     root = Path(root)
-    path = find_file(root, tuple(p.format(split=split) for p in ANNOT), f"Occlusion-Person unrealcv_{split}.pkl")
+    candidates = tuple(p.format(split=split) for p in ANNOT)
+    path = find_file(root, candidates, f"Occlusion-Person unrealcv_{split}.pkl")
     entries = load_pickle(path)
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a list of per-image dicts, got {type(entries).__name__}")

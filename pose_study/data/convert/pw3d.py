@@ -69,7 +69,8 @@ def read_sequence(path: Path) -> dict:
         raise ValueError(f"{path}: expected a dict, got {type(seq).__name__}")
     for key in KEYS:
         if key not in seq:
-            raise ValueError(f"{path}: no key {key!r} (expected keys {list(KEYS)}; 'jointPositions' optional)")
+            raise ValueError(f"{path}: no key {key!r} (expected keys {list(KEYS)}; "
+                             "'jointPositions' optional)")
     if np.shape(seq["cam_intrinsics"]) != (3, 3) or np.ndim(seq["cam_poses"]) != 3:
         raise ValueError(f"{path}: 'cam_intrinsics' must be 3x3 and 'cam_poses' (N, 4, 4); got "
                          f"{np.shape(seq['cam_intrinsics'])}, {np.shape(seq['cam_poses'])}")
@@ -106,7 +107,8 @@ def _convert_person(buffer: SampleBuffer, report: ConvertReport, root: Path, seq
 
 def _from_smpl(flat: np.ndarray, extrinsics: np.ndarray, K: np.ndarray, path: Path) -> tuple:
     if flat.size != 72:
-        raise ValueError(f"{path}: field 'jointPositions' has {flat.size} values per frame, expected 72 (24x3)")
+        raise ValueError(f"{path}: field 'jointPositions' has {flat.size} values per frame, "
+                         "expected 72 (24x3)")
     world = flat.reshape(24, 3)
     camera = (world @ extrinsics[:3, :3].T + extrinsics[:3, 3]) * 1000.0  # m -> mm, camera frame
     joints_3d, valid = _map(camera, np.ones(24, bool), SMPL24_TO_CANONICAL)
