@@ -19,10 +19,12 @@ def _stages() -> list[tuple[str, ModuleType, str]]:
     # Imported here so that `python -m pose_study --help` stays importable even if one stage's
     # optional dependency is broken; each entry is (subcommand, module, one-line help).
     from pose_study.benchmarks import synthesis
-    from pose_study.stages import evaluate, finetune_3d, pretrain_2d, synthesize
+    from pose_study.stages import convert, download, evaluate, finetune_3d, pretrain_2d, synthesize
 
     return [
         ("synthesize", synthesize, "render one split of a synthetic pose world to canonical HDF5"),
+        ("download", download, "fetch and verify a public dataset, or check a licensed one in place"),
+        ("convert", convert, "convert one split of a real dataset's official files to canonical HDF5"),
         ("pretrain-2d", pretrain_2d, "2D pre-training (heatmaps) on a 2D dataset"),
         ("finetune-3d", finetune_3d, "3D fine-tuning from 2D pre-trained weights or from scratch"),
         ("evaluate", evaluate, "score one trained model on test splits (one JSON per split)"),

@@ -177,6 +177,10 @@ class Study:
                 "crop_size": self.config["crop_size"], "seed": self._data_seed(dataset, split),
                 "joint_set": d["joint_set"] if d["world"] == "wild" else "h36m17", "dataset": dataset}
 
+    def download_spec(self, dataset: str) -> dict:
+        d = self.datasets[dataset]
+        return {"dataset": d["name"], "root": d["root"], **d["download"]}
+
     def convert_spec(self, dataset: str, split: str) -> dict:
         d = self.datasets[dataset]
         native = NATIVE_SPLITS[d["name"]]

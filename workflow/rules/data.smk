@@ -39,11 +39,9 @@ rule download:
         mem_mb=1000,
         runtime=600,
     params:
-        name=lambda wc: STUDY.datasets[wc.dataset]["name"],
-        root=lambda wc: STUDY.datasets[wc.dataset]["root"],
+        spec=lambda wc: spec_json(STUDY.download_spec(wc.dataset)),
     shell:
-        "python -m pose_study download --dataset {params.name:q} --root {params.root:q} "
-        "--report {output:q} > {log:q} 2>&1"
+        "python -m pose_study download --spec {params.spec:q} --manifest {output:q} > {log:q} 2>&1"
 
 
 rule convert:
