@@ -20,8 +20,8 @@ if TESTSETS_3D or TESTSETS_2D:
             "../../envs/train.yaml"
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=60,
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=lambda wc, attempt: 60 * attempt,
             gpu=1,
         params:
             spec=lambda wc: spec_json(
@@ -50,8 +50,8 @@ if TESTSETS_2D:
             "../../envs/train.yaml"
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=60,
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=lambda wc, attempt: 60 * attempt,
             gpu=1,
         params:
             spec=lambda wc: spec_json(

@@ -17,8 +17,8 @@ rule pretrain_2d:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=720,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 720 * attempt,
         gpu=1,
     params:
         spec=lambda wc: spec_json(STUDY.pretrain_spec(wc.model, int(wc.seed))),
