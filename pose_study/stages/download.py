@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 STATE_DIR = ".download"
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,11 @@ def extract(archive: Path, root: Path) -> None:
             with tarfile.open(archive) as tf:
                 _check_members(archive, tf.getnames())
                 tf.extractall(tmp, filter="data")
+        elif archive.name.endswith(ARCHIVE_SUFFIXES):
+            head = archive.read_bytes()[:60]
+            archive.unlink()
+            raise ValueError(f"{archive}: not a valid archive (starts with {head!r}; an HTML page from the "
+                             "host?); the file was removed - check the URL or place the file by hand")
         else:
             shutil.copy2(archive, tmp / archive.name)  # a plain file (e.g. a .mat): place it as is
         for entry in sorted(tmp.iterdir()):

@@ -232,3 +232,11 @@ def test_cli_main(tmp_path):
     download.main(parser.parse_args(["--spec", json.dumps({"dataset": "h36m", "root": str(fx["root"])}),
                                      "--manifest", str(manifest)]))
     assert json.loads(manifest.read_text())["dataset"] == "h36m"
+
+
+def test_html_page_instead_of_an_archive_is_reported(tmp_path, server):
+    server.files["/lspet_dataset.zip"] = b"<!DOCTYPE html><html>quota exceeded</html>"
+    with pytest.raises(ValueError, match=r"lspet_dataset\.zip: not a valid archive .*DOCTYPE"):
+        run(spec(tmp_path / "lspet"), tmp_path / "m.json",
+            catalog=entry(f"{server.url}/lspet_dataset.zip", "lspet_dataset.zip", None))
+    assert not (tmp_path / "lspet" / ".download" / "lspet_dataset.zip").exists()

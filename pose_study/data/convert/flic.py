@@ -54,9 +54,9 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
         if image is None:
             continue
         joints, joints_valid = to_canonical(xy[None], valid[None], FLIC11)
-        movie = text(examples[k]["moviename"])
+        movie, frame = text(examples[k]["moviename"]), number(examples[k]["currframe"])
         buffer.add(image, center, side, joints[0], joints_valid[0], subject=movie, clip=movie,
-                   frame=int(number(examples[k]["currframe"]) or -1))
+                   frame=-1 if frame is None else int(frame))
     return finish(buffer, split_info(DATASET, split, FLIC11.name, __name__), out, spec, report)
 
 

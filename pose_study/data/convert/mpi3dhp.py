@@ -102,7 +102,7 @@ def read_calibration(path: Path) -> dict[int, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (MPI-INF-3DHP camera calibration)")
     out, current = {}, None
-    for number, line in enumerate(path.read_text(encoding="ascii").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="latin-1").splitlines(), start=1):
         words = line.split()
         if len(words) >= 2 and words[0] == "name":
             current = int(words[1])
