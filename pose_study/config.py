@@ -147,7 +147,7 @@ class Study:
         self.config = config
         self.name: str = config["study"]
         self.seeds: list[int] = config["seeds"]
-        self.models: list[str] = list(config["models"])
+        self.models: list[str] = config["models"]
         self.arms: list[str] = config["arms"]
         self.datasets: dict[str, dict] = config["datasets"]
         self.train_2d: list[str] = config["train_2d"]
@@ -196,26 +196,29 @@ class Study:
 
     def loop_spec(self, stage: str, model: str, seed: int) -> LoopSpec:
         loop = dict(self.config[stage]["loop"])
-        batch = self.config["models"][model].get("batch_size")
+        batch = self._settings(model).get("batch_size")
         if batch:
             loop["batch_size"] = batch
         spec = spec_from_dict(LoopSpec, loop, where=f"{stage}.loop")
         return replace(spec, seed=seed, device=self.config["device"])
 
     def pretrain_spec(self, model: str, seed: int) -> Pretrain2DSpec:
-        stage, over = self.config["pretrain_2d"], self.config["models"][model]
+        stage, over = self.config["pretrain_2d"], self._settings(model)
         return Pretrain2DSpec(model=model, steps=over.get("pretrain_steps", stage["steps"]), lr=stage["lr"],
                               lr_steps=tuple(stage["lr_steps"]), pretrained_backbone=over.get("pretrained_backbone"),
                               loop=self.loop_spec("pretrain_2d", model, seed))
 
     def finetune_spec(self, init: str, model: str, seed: int) -> Finetune3DSpec:
-        s, over = self.config["finetune_3d"], self.config["models"][model]
+        s, over = self.config["finetune_3d"], self._settings(model)
         return Finetune3DSpec(
             model=model, init=init, fusion_steps=over.get("fusion_steps", s["fusion_steps"]),
             geometric_steps=over.get("geometric_steps", s["geometric_steps"]), lr=s["lr"],
             lr_steps=tuple(s["lr_steps"]), geometric_lr=s["geometric_lr"], ratio_3d=s["ratio_3d"],
             weight_3d=s["weight_3d"], weight_var=s["weight_var"],
             pretrained_backbone=over.get("pretrained_backbone"), loop=self.loop_spec("finetune_3d", model, seed))
+
+    def _settings(self, model: str) -> dict:
+        return self.config["model_settings"].get(model, {})
 
     def evaluate_spec(self, model: str, run: str) -> EvaluateSpec:
         e = self.config["evaluate"]

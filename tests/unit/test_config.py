@@ -39,14 +39,15 @@ def test_defaults_are_filled():
 @pytest.mark.parametrize("mutate,message", [
     (lambda c: c.update(sedds=[0]), r"\(top level\): Additional properties.*'sedds'.*allowed keys: \[.*'seeds'"),
     (lambda c: c["finetune_3d"].update(fusion_step=3), r"finetune_3d: .*'fusion_step'.*allowed keys"),
-    (lambda c: c["models"].update(hg3_tiny={}), r"models: key 'hg3_tiny' is not one of \[.*'hg1'"),
+    (lambda c: c["models"].append("hg3_tiny"), r"models.2: 'hg3_tiny' is not one of \[.*'hg1'"),
+    (lambda c: c.update(model_settings={"hg3": {}}), r"model_settings: key 'hg3' is not one of \[.*'hg1'"),
     (lambda c: c.update(seeds="zero"), r"seeds: 'zero' is not of type 'array'"),
     (lambda c: c.update(arms=["pretrained_2d", "imagenet"]), r"arms.1: 'imagenet' is not one of"),
     (lambda c: c["datasets"]["lab"].update(world="moon"), r"datasets.lab.world: 'moon' is not one of"),
     (lambda c: c.update(test_3d=["wild_mpii"]), r"test_3d names 'wild_mpii', which has no 3D labels"),
     (lambda c: c.update(train_2d=["mpii"]), r"train_2d names dataset 'mpii', which is not under datasets"),
     (lambda c: c["datasets"].update(mpii={"source": "real", "name": "mpii"}), r"datasets.mpii: 'root' is a required"),
-], ids=["misspelled-top", "misspelled-nested", "unknown-preset", "wrong-type", "unknown-arm",
+], ids=["misspelled-top", "misspelled-nested", "unknown-preset", "unknown-preset-settings", "wrong-type", "unknown-arm",
         "unknown-world", "3d-test-without-3d", "undefined-dataset", "real-without-root"])
 def test_bad_config_names_the_key_and_the_choices(mutate, message):
     data = load("smoke")
@@ -68,7 +69,7 @@ def test_schema_loop_keys_match_loop_spec_fields():
 def test_per_model_override_changes_only_that_model():
     data = cfg.validate_config(load("smoke"))
     changed = copy.deepcopy(data)
-    changed["models"]["hg1_tiny"] = {"pretrain_steps": 99}
+    changed["model_settings"]["hg1_tiny"] = {"pretrain_steps": 99}
     a, b = cfg.Study(data), cfg.Study(changed)
     assert b.pretrain_spec("hg1_tiny", 0).steps == 99
     assert a.pretrain_spec("hg2_tiny", 0) == b.pretrain_spec("hg2_tiny", 0)

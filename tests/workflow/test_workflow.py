@@ -78,7 +78,7 @@ def test_dry_run_job_counts_match_the_configured_axes(name, tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     ({"sedds": [0]}, r"'sedds' was unexpected.*allowed keys"),
-    ({"models": {"hg3_tiny": {}}}, r"models: key 'hg3_tiny' is not one of"),
+    ({"models": ["hg1_tiny", "hg3_tiny"]}, r"models.1: 'hg3_tiny' is not one of"),
 ], ids=["misspelled-key", "unknown-preset"])
 def test_bad_config_fails_before_any_job(tmp_path, change, message):
     config = write_config(tmp_path / "bad.yaml", **change)
@@ -102,7 +102,7 @@ def test_smoke_study_end_to_end_then_nothing_then_exactly_the_changed_preset(tmp
     assert "Nothing to be done" in again.stdout + again.stderr
 
     data = yaml.safe_load(config.read_text())
-    data["models"]["hg2_tiny"] = {"pretrain_steps": 7}
+    data["model_settings"] = {"hg2_tiny": {"pretrain_steps": 7}}
     config.write_text(yaml.safe_dump(data))
     plan = planned_jobs(snakemake("-n", "--configfile", str(config), "--directory", str(workdir)).stdout)
     expected = {("pretrain_2d", f"results/smoke/pretrain_2d/hg2_tiny/wild_mpii/seed{s}/model.pt") for s in (0, 1)}
