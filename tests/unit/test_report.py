@@ -1,0 +1,306 @@
+"""The report: statistics with known answers, and the page rendered from the fixture study.
+
+The headline numbers are recomputed here independently from the CSV tables (pandas + scipy)
+and compared with what the page shows, to the precision it shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+from PIL import Image
+
+from pose_study.report import provenance, stats, summary
+from pose_study.report.references import load_references
+from pose_study.report.style import fmt, significant_decimals
+from pose_study.stages import collect, report
+from tests.fixtures.results_tree import REFERENCES, ResultsTree, copy_study, delete_run, shared_study
+
+SECTIONS = ("summary", "headline-section", "size-section", "compute-section", "matrix-section",
+            "joints-section", "examples-section", "baselines-section", "references-section",
+            "provenance-section")
+MISSING_RUN = "finetune_3d/scratch/hg1_tiny/wild_mpii/lab/seed1"
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+class Page(HTMLParser):
+    """The parts of a page the tests read: element ids, table cells (text + attributes), images."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.cells: list[dict] = []
+        self.images: list[str] = []
+        self.tags: list[str] = []
+        self._cell: dict | None = None
+        self._table: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "table":
+            self._table.append(attrs.get("id", ""))
+        if tag == "td":
+            self._cell = {**attrs, "table": self._table[-1], "text": ""}
+        if tag == "img":
+            self.images.append(attrs["src"])
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self._cell["text"] = self._cell["text"].strip()
+            self.cells.append(self._cell)
+            self._cell = None
+        if tag == "table":
+            self._table.pop()
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell["text"] += data
+
+    def table_text(self, table: str) -> str:
+        return " | ".join(c["text"] for c in self.cells if c["table"] == table)
+
+
+def render(tree: ResultsTree, out: Path, references: Path | None = REFERENCES) -> str:
+    collect.run(tree.config, collect.CollectPaths(tree.results, tree.benchmarks, tree.tables))
+    report.run(tree.config, report.ReportPaths(tree.tables, tree.data, references, out))
+    return out.read_text(encoding="utf-8")
+
+
+def parse_shown(text: str) -> tuple[float, float | None, int]:
+    """``'−12.3 ± 4.5'`` → (-12.3, 4.5, decimals); ``'7.0 (n=1)'`` → (7.0, None, 1)."""
+    numbers = re.findall(r"[+−-]?\d+(?:\.\d+)?", text.replace("(n=1)", ""))
+    values = [float(n.replace("−", "-")) for n in numbers]
+    decimals = len(numbers[0].split(".")[1]) if "." in numbers[0] else 0
+    return values[0], (values[1] if len(values) > 1 else None), decimals
+
+
+def t_half_width(values: np.ndarray) -> float:
+    return scipy.stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+
+
+@pytest.fixture(scope="module")
+def study() -> tuple[ResultsTree, str]:
+    tree = shared_study()
+    return tree, tree.report.read_text(encoding="utf-8")
+
+
+# --- statistics: known answers --------------------------------------------------------------------
+
+def test_t_interval_known_answer():
+    got = stats.t_interval([1, 2, 3, 4, 5])
+    half = 2.7764451051977987 * math.sqrt(2.5) / math.sqrt(5)  # t(0.975, 4) · s / √n, s² = 2.5
+    assert (got.mean, got.n) == (3.0, 5)
+    assert got.low == pytest.approx(3 - half) and got.high == pytest.approx(3 + half)
+    assert got.low == pytest.approx(1.036756, abs=1e-6)
+
+
+@pytest.mark.parametrize("values, n", [([7.0], 1), ([], 0), ([np.nan, 2.0], 1)], ids=["one", "none", "nan"])
+def test_t_interval_without_spread(values, n):
+    got = stats.t_interval(values)
+    assert got.n == n and math.isnan(got.low) and math.isnan(got.high)
+    assert math.isnan(got.mean) if n == 0 else got.mean == next(v for v in values if np.isfinite(v))
+
+
+def test_t_interval_rejects_bad_confidence():
+    with pytest.raises(ValueError, match="confidence"):
+        stats.t_interval([1, 2], confidence=95)
+
+
+def test_paired_differences_pair_by_seed():
+    frame = pd.DataFrame({"arm": ["a", "a", "b", "b", "b"], "model": ["m"] * 5, "dataset_2d": ["x"] * 5,
+                          "dataset_3d": ["y"] * 5, "seed": [0, 1, 0, 1, 2],
+                          "value": [10.0, 12.0, 13.0, 20.0, 99.0]})
+    pairs = stats.paired_differences(frame, "a", "b")
+    assert pairs["difference"].tolist() == [-3.0, -8.0]
+
+
+def test_value_at_budget():
+    flops, values = np.array([10.0, 20.0, 30.0]), np.array([5.0, 4.0, 3.0])
+    assert stats.value_at_budget(flops, values, 25.0) == 4.0
+    assert stats.value_at_budget(flops, values, 30.0) == 3.0
+    assert math.isnan(stats.value_at_budget(flops, values, 5.0))
+
+
+def test_summarise_groups():
+    frame = pd.DataFrame({"g": ["x", "x", "y"], "value": [1.0, 3.0, 5.0]})
+    out = stats.summarise(frame, ["g"]).set_index("g")
+    assert out.loc["x", "mean"] == 2.0 and out.loc["y", "n"] == 1 and math.isnan(out.loc["y", "low"])
+
+
+@pytest.mark.parametrize("value, decimals, text",
+                         [(-0.04, 1, "0.0"), (-1.25, 1, "−1.2"), (float("nan"), 2, "—")])
+def test_fmt(value, decimals, text):
+    assert fmt(value, decimals) == text
+
+
+def test_significant_decimals_and_cuda_tag():
+    assert [significant_decimals(v) for v in (123.0, 0.0189, 4.2)] == [0, 4, 2]
+    assert provenance.cuda_of("2.4.0+cu121") == "12.1"
+    assert provenance.cuda_of("2.13.0+cpu") == "none (CPU build)"
+
+
+# --- the rendered page ----------------------------------------------------------------------------
+
+def test_every_section_is_present(study):
+    _, html = study
+    page = Page(html)
+    assert set(SECTIONS) <= page.ids
+    assert {"headline", "baselines", "references", "versions", "hardware", "jobs", "config-yaml"} <= page.ids
+    assert {"figure-size", "figure-compute", "figure-matrix", "figure-per_joint", "figure-per_action",
+            "figure-examples"} <= page.ids
+    assert "missing-runs" not in page.ids
+
+
+def test_headline_numbers_equal_the_tables(study):
+    tree, html = study
+    metrics = pd.read_csv(tree.tables / "metrics.csv")
+    runs = pd.read_csv(tree.tables / "runs.csv")
+    cells = [c for c in Page(html).cells if c["table"] == "headline" and "data-column" in c]
+    assert len(cells) == 4 * 4 + 2 * 4  # (2 models × 2 arms) means + 2 difference rows, 4 columns each
+    for cell in cells:
+        values = expected_values(metrics, runs, cell)
+        mean, half, decimals = parse_shown(cell["text"])
+        tolerance = 0.5 * 10 ** -decimals + 1e-9
+        assert mean == pytest.approx(values.mean(), abs=tolerance), cell
+        assert half == pytest.approx(t_half_width(values), abs=tolerance), cell
+        assert cell["data-n"] == str(len(values))
+
+
+def expected_values(metrics: pd.DataFrame, runs: pd.DataFrame, cell: dict) -> np.ndarray:
+    """Per-seed values (or paired differences) behind one headline cell, straight from the CSVs."""
+    column, arm, model = cell["data-column"], cell["data-arm"], cell["data-model"]
+    if column == "compute":
+        rows = runs[(runs["stage"] == "finetune_3d") & (runs["model"] == model)]
+        series = rows.set_index(["arm", "seed"])["total_device_hours"]
+        scale = 1.0
+    else:
+        metric, testset = column.split("@")
+        rows = metrics[(metrics["stage"] == "finetune_3d") & (metrics["model"] == model)
+                       & (metrics["testset"] == testset) & (metrics["metric"] == metric)
+                       & (metrics["variant"] == "model") & (metrics["scope"] == "total")]
+        series = rows.set_index(["arm", "seed"])["value"]
+        scale = 100.0 if metric.startswith("pck") else 1.0
+    if cell["data-kind"] == "mean":
+        return series.loc[arm].sort_index().to_numpy() * scale
+    return (series.loc[arm].sort_index() - series.loc["scratch"].sort_index()).to_numpy() * scale
+
+
+def test_answer_is_computed_from_the_data(study):
+    tree, html = study
+    m = pd.read_csv(tree.tables / "metrics.csv")
+    m = m[(m["testset"] == "lab_test") & (m["metric"] == "mpjpe") & (m["variant"] == "model")
+          & (m["scope"] == "total") & (m["stage"] == "finetune_3d")]
+    m = m.set_index(["arm", "model", "seed"])["value"]
+    diff = (m.loc["pretrained_2d"] - m.loc["scratch"]).to_numpy()
+    lowered = int(((m.loc["pretrained_2d"] - m.loc["scratch"]).groupby("model").mean() < 0).sum())
+    half = t_half_width(diff)
+    expected = (f"lowered MPJPE on lab_test for {lowered} of 2 model sizes compared with 3D-only training; "
+                f"mean paired difference {'+' if diff.mean() > 0 else ''}{fmt(diff.mean(), 1)} mm, 95% CI [{fmt(diff.mean() - half, 1)}, "
+                f"{fmt(diff.mean() + half, 1)}] over 4 model×seed pairs")
+    assert expected in html
+    assert "the training FLOPs of 3D-only training" in html
+
+
+def test_equal_compute_needs_a_point_within_the_budget():
+    curves = pd.DataFrame({"stage": "finetune_3d", "dataset_2d": "w", "dataset_3d": "l", "model": "m",
+                           "seed": 0, "arm": ["p", "p", "s", "s"], "flops_total": [50.0, 60.0, 10.0, 40.0],
+                           "val_value": [1.0, 0.5, 3.0, 2.0]})
+    out = summary.equal_compute_differences(curves, "p", "s", ("w", "l"))
+    assert math.isnan(out["difference"].iloc[0])
+    curves.loc[0, "flops_total"] = 30.0
+    assert summary.equal_compute_differences(curves, "p", "s", ("w", "l"))["difference"].iloc[0] == -1.0
+
+
+def test_synthetic_numbers_are_labelled(study):
+    _, html = study
+    page = Page(html)
+    assert "synthetic-banner" in page.ids
+    ours = [c for c in page.cells if c["table"] == "references" and c.get("class") == "synthetic"]
+    assert ours and all("synthetic world" in c["text"] for c in ours)
+    references = page.table_text("references")
+    assert "64.55 mm" in references and "ECCV'18 challenge Val" in references
+
+
+def test_page_is_self_contained_and_images_decode(study):
+    _, html = study
+    page = Page(html)
+    assert "script" not in page.tags and not re.search(r"(src|href)=\"(?!data:|#)", html)
+    assert "http://" not in html.split("<body>")[0] and len(page.images) == 6
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as image:
+            image.load()
+            assert image.width > 100 and image.height > 100
+
+
+def test_provenance_names_versions_hardware_and_jobs(study):
+    tree, html = study
+    page = Page(html)
+    sha = pd.read_csv(tree.tables / "runs.csv")["git_sha"].iloc[0]
+    assert sha in page.table_text("versions") and "none (CPU build)" in page.table_text("versions")
+    assert "cpu (x86_64, 2 threads)" in page.table_text("hardware")
+    assert "finetune_3d/pretrained_2d/hg1_tiny/wild_mpii/lab/seed0" in page.table_text("jobs")
+    assert "primary_3d_test: lab" in html and "&id0" not in html
+
+
+def test_config_text_is_escaped(study, tmp_path):
+    tree, _ = study
+    config = {**tree.config, "title": "<script>alert(1)</script> & co"}
+    out = report.run(config, report.ReportPaths(tree.tables, tree.data, None, tmp_path / "index.html"))
+    html = out.read_text(encoding="utf-8")
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html
+    assert "script" not in Page(html).tags
+    assert "No reference file was given" in html
+
+
+def test_a_missing_run_is_named_and_the_page_still_renders(study, tmp_path):
+    tree, _ = study
+    copy = copy_study(tree, tmp_path / "copy")
+    delete_run(copy, MISSING_RUN)
+    html = render(copy, tmp_path / "index.html")
+    page = Page(html)
+    assert {"missing-runs", "headline"} <= page.ids
+    assert MISSING_RUN in page.table_text("missing")
+    seeds = [c["text"] for c in page.cells if c["table"] == "headline" and c["text"] in ("1/2", "2/2")]
+    assert seeds.count("1/2") == 1
+    n1 = [c for c in page.cells if c.get("data-model") == "hg1_tiny" and c.get("data-arm") == "scratch"
+          and c.get("data-kind") == "mean"]
+    assert n1 and all(c["text"].endswith("(n=1)") for c in n1)
+
+
+def test_reference_file_errors_name_file_and_entry(tmp_path):
+    bad = tmp_path / "refs.yaml"
+    bad.write_text("references:\n  - {system: X, metric: mpjpe, value: 1}\n")
+    with pytest.raises(ValueError, match=r"refs\.yaml: references\[0\] \(X\) lacks key"):
+        load_references(bad)
+    with pytest.raises(FileNotFoundError, match="absent.yaml"):
+        load_references(tmp_path / "absent.yaml")
+    assert all(e["dataset"] and e["protocol"] and e["source"] for e in load_references(REFERENCES))
+
+
+def test_command_line_renders_the_same_page(study, tmp_path):
+    """The CLI path (config file, --results) gives byte-identical output: rendering is deterministic."""
+    tree, html = study
+    parser = argparse.ArgumentParser()
+    report.configure(parser)
+    out = tmp_path / "page.html"
+    report.main(parser.parse_args(["--config", str(tree.config_path), "--tables", str(tree.tables),
+                                   "--results", str(tree.results), "--references", str(REFERENCES),
+                                   "--out", str(out)]))
+    assert out.read_text(encoding="utf-8") == html
