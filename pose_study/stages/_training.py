@@ -1,4 +1,9 @@
-"""Plumbing shared by the two training stages: build, train, write ``model.pt``/``metrics.json``/``curve.csv``."""
+"""Plumbing shared by the two training stages: build, train, write ``model.pt``/``metrics.json``/``curve.csv``.
+
+Resources: ``build`` sets the CPU threads by the rule in ``pose_study.train.distributed`` (the
+rule's ``threads`` via ``OMP_NUM_THREADS`` under Snakemake) and joins a torchrun job when there is
+one (one process per GPU); only rank 0 writes outputs, and the compute totals count every device.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pose_study import models
 from pose_study._io import write_json
 from pose_study._spec import spec_record
 from pose_study.data.batches import SplitTensors
-from pose_study.train import accounting
+from pose_study.train import accounting, distributed
 from pose_study.train.checkpoint import save_weights
 from pose_study.train.loop import LoopSpec, Phase, TrainData, fingerprint, resolve_device, train, validate
 
@@ -58,9 +63,14 @@ def load_data(val: Path, device: torch.device, train_2d: Path | None = None,
 
 
 def build(preset: str, loop: LoopSpec, pretrained: str | None = None) -> tuple[torch.nn.Module, torch.device]:
-    """The model on its device (channels_last when asked), seeded for reproducible init."""
+    """The model on its device (channels_last when asked), seeded for reproducible init.
+
+    Also sets the CPU threads and, under torchrun, joins the process group (``cuda:LOCAL_RANK``).
+    """
+    distributed.configure_threads()
+    info = distributed.init(loop.device)
     torch.manual_seed(loop.seed)
-    device = resolve_device(loop.device)
+    device = distributed.device_for(resolve_device(loop.device), info)
     model = models.build_model(preset, pretrained=pretrained).to(device)
     if loop.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -70,22 +80,42 @@ def build(preset: str, loop: LoopSpec, pretrained: str | None = None) -> tuple[t
 def run_training(stage: str, spec: Any, model: torch.nn.Module, preset: str, phases: list[Phase],
                  data: TrainData, loop: LoopSpec, out: TrainOutputs, prior: dict | None = None,
                  extra: dict | None = None) -> dict:
-    """Train and write every output of a training stage; returns the metrics written."""
-    write_json(out.spec_json, spec_record(spec))
+    """Train and write every output of a training stage; returns the metrics written.
+
+    Under torchrun only rank 0 validates and writes; the other ranks return ``{}``.
+    """
+    try:
+        return _train_and_write(stage, spec, model, preset, phases, data, loop, out, prior, extra)
+    finally:
+        distributed.cleanup()
+
+
+def _train_and_write(stage: str, spec: Any, model: torch.nn.Module, preset: str, phases: list[Phase],
+                     data: TrainData, loop: LoopSpec, out: TrainOutputs, prior: dict | None,
+                     extra: dict | None) -> dict:
+    info = distributed.current()
+    if info.is_main:
+        write_json(out.spec_json, spec_record(spec))
     crop = data.val.crop_size
     flops = models.forward_flops(model, crop)
     prior_flops = (prior or {}).get("train_flops", 0.0)
-    run_id = fingerprint(spec, {"inputs": _input_identity(data)})
-    first_metric = validate(model, data.val, loop.eval_samples, loop.batch_size)
+    identity = {"inputs": _input_identity(data)}
+    if info.enabled:  # a checkpoint of another world size is another run (the global batch differs)
+        identity["world_size"] = info.world_size
+    run_id = fingerprint(spec, identity)
+    first_metric = validate(model, data.val, loop.eval_samples, loop.batch_size) if info.is_main else None
     progress = train(model, phases, data, loop, out.checkpoint_dir, flops, prior_flops, run_id)
+    if not info.is_main:
+        return {}
     metric, value = progress.curve[-1]["val_metric"], progress.curve[-1]["val_value"]
     device = data.val.device
-    own = accounting.totals(progress, flops)
+    own = accounting.totals(progress, flops, device_count=info.world_size)
     result = {
         "stage": stage, "model": preset, "input_size": crop, "source": data.val.info.source,
         "params": models.count_parameters(model), "forward_flops_per_image": flops,
         "final": {"metric": metric, "value": value, "initial_value": first_metric[1]},
-        "compute": {**own, "steps": progress.step, "device": accounting.device_name(device), "device_count": 1,
+        "compute": {**own, "steps": progress.step, "device": accounting.device_name(device),
+                    "device_count": info.world_size,
                     "img_per_s": progress.samples / max(progress.seconds, 1e-9),
                     "peak_memory_mb": accounting.peak_memory_mb(device)},
         "compute_total": accounting.add_prior(own, prior),

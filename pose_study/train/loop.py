@@ -10,6 +10,11 @@ Resume: a checkpoint (model, optimiser, generator state, progress, spec fingerpr
 every ``checkpoint_every`` steps and at the end; rerunning the same command resumes from it.
 SIGTERM (what SLURM sends at a time limit or on preemption) saves a checkpoint and stops with
 ``TrainingInterrupted``, which the CLI turns into a non-zero exit.
+
+Multi-GPU: under torchrun the same loop runs once per rank (``pose_study.train.distributed``):
+the network is wrapped in DDP, each rank draws its own batches from its own generator, progress
+counts the samples of all ranks, and only rank 0 validates and writes checkpoints (which hold
+every rank's generator state, so a resumed job draws what the uninterrupted one would have).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pose_study import metrics
 from pose_study.data.batches import SplitTensors, concat_batches, random_indices, sequential_batches
 from pose_study.data.transforms import AugmentSpec, Batch, apply_affines, sample_affines
 from pose_study.predict import predict
-from pose_study.train import accounting
+from pose_study.train import accounting, distributed
 from pose_study.train.accounting import Progress
 from pose_study.train.checkpoint import load_checkpoint, model_state, save_checkpoint
 from pose_study.train.objective import LossWeights, compute_losses
@@ -136,10 +141,14 @@ def train(model: torch.nn.Module, phases: list[Phase], data: TrainData, spec: Lo
         prior_flops: Training FLOPs spent before this run (pre-training), added to ``flops_total``.
         run_id: Fingerprint of everything that defines the run (spec, inputs); see ``fingerprint``.
     """
-    generator = torch.Generator().manual_seed(spec.seed)
-    progress, resume = _resume(model, generator, checkpoint_dir, run_id)
-    net = torch.compile(model) if spec.compile else model
-    ctx = _RunContext(net, model, data, spec, checkpoint_dir, flops_per_image, prior_flops, run_id, generator)
+    info = distributed.current()
+    generator = torch.Generator().manual_seed(distributed.rank_seed(spec.seed, info))
+    progress, resume = _resume(model, generator, checkpoint_dir, run_id, info)
+    depth_unused = any(p.weights.weight_3d == 0 and p.weights.weight_var == 0 for p in phases)
+    net = distributed.wrap(model, info, find_unused=depth_unused)
+    net = torch.compile(net) if spec.compile else net
+    ctx = _RunContext(net, model, data, spec, checkpoint_dir, flops_per_image, prior_flops, run_id, generator,
+                      info)
     with _sigterm_flag() as stop:
         ctx.stop = stop
         first = 0
@@ -164,6 +173,7 @@ class _RunContext:
     prior_flops: float
     run_id: str
     generator: torch.Generator
+    info: distributed.DistInfo = distributed.DistInfo()
     stop: dict | None = None
 
 
@@ -178,8 +188,8 @@ def _run_phase(ctx: _RunContext, index: int, phase: Phase, first: int,
     last = first + phase.steps
     while progress.step < last:
         _set_lr(optimizer, phase, progress.step - first, spec.lr_decay)
-        batch = _draw_batch(ctx, phase)
-        terms = _train_step(ctx, optimizer, batch, phase)
+        batch = draw_batch(ctx.data, spec, phase, ctx.generator)
+        terms = train_step(ctx.net, ctx.model, optimizer, batch, phase.weights, spec)
         step_t = torch.tensor(progress.step, device=device)
         finite = torch.isfinite(terms["total"])
         newly_bad = (bad < 0) & ~finite
@@ -189,58 +199,89 @@ def _run_phase(ctx: _RunContext, index: int, phase: Phase, first: int,
         running += torch.where(finite, terms["total"], torch.zeros_like(terms["total"]))
         progress.step += 1
         window += 1
-        progress.samples += len(batch.is_3d)
+        progress.samples += len(batch.is_3d) * ctx.info.world_size
         now = time.perf_counter()
         progress.seconds += now - t0
         t0 = now
-        if progress.step % sync_every == 0 or progress.step == last:
-            _raise_if_bad(bad, bad_terms, ctx.checkpoint_dir)
+        at_sync = progress.step % sync_every == 0 or progress.step == last
+        if at_sync:
+            _raise_if_bad(_agreed_bad(bad, ctx.info), bad_terms, ctx.checkpoint_dir)
         if progress.step % spec.log_every == 0 or progress.step == last:
-            _log_step(phase, progress, last, running.item() / window,
-                      spec.batch_size * window / max(now - window_start, 1e-9))
+            if ctx.info.is_main:
+                _log_step(phase, progress, last, running.item() / window,
+                          spec.batch_size * ctx.info.world_size * window / max(now - window_start, 1e-9))
             running.zero_()
             window, window_start = 0, time.perf_counter()
-        if progress.step % spec.eval_every == 0 or progress.step == last:
+        if (progress.step % spec.eval_every == 0 or progress.step == last) and ctx.info.is_main:
             _record_validation(ctx, phase, progress, float(terms["total"]))
             t0 = time.perf_counter()
-        if progress.step % spec.checkpoint_every == 0 or progress.step == last or ctx.stop["flag"]:
+        stop = _agreed_stop(ctx, at_sync, device)
+        if progress.step % spec.checkpoint_every == 0 or progress.step == last or stop:
             _save(ctx, index, optimizer, progress)
-        if ctx.stop["flag"]:
+        if stop:
             raise TrainingInterrupted(f"SIGTERM at step {progress.step}; checkpoint saved in "
                                       f"{ctx.checkpoint_dir}; rerun the same command to resume")
 
 
-def _train_step(ctx: _RunContext, optimizer: torch.optim.Optimizer, batch: Batch, phase: Phase
-                ) -> dict[str, torch.Tensor]:
-    spec = ctx.spec
-    ctx.net.train()
+def train_step(net: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
+               weights: LossWeights, spec: LoopSpec) -> dict[str, torch.Tensor]:
+    """One optimiser step on ``batch``; returns the detached loss terms (no host sync).
+
+    Args:
+        net: What runs the forward (``model``, or its DDP / compiled wrapper).
+        model: The plain module (gradient clipping).
+        optimizer: Steps ``model``'s parameters.
+        batch: An augmented batch on the device.
+        weights: Loss weights of the current phase.
+        spec: Loop settings (AMP, channels_last, sigma, grad_clip).
+    """
+    net.train()
     images = batch.images.contiguous(memory_format=torch.channels_last) if spec.channels_last else batch.images
     with _autocast(batch.images.device, spec.amp):
-        outputs = ctx.net(images)
-    terms = compute_losses(outputs, batch, phase.weights, spec.sigma)
+        outputs = net(images)
+    terms = compute_losses(outputs, batch, weights, spec.sigma)
     optimizer.zero_grad(set_to_none=True)
     terms["total"].backward()
     if spec.grad_clip:
-        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), spec.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
     optimizer.step()
     return {k: v.detach() for k, v in terms.items()}
 
 
-def _draw_batch(ctx: _RunContext, phase: Phase) -> Batch:
-    """A batch whose first part comes from the 3D set and the rest from the 2D set."""
-    b = ctx.spec.batch_size
+def draw_batch(data: TrainData, spec: LoopSpec, phase: Phase, generator: torch.Generator) -> Batch:
+    """An augmented batch whose first part comes from the 3D set and the rest from the 2D set.
+
+    Draws the indices, then the augmentations, from ``generator`` (in that order).
+    """
+    b = spec.batch_size
     n3 = int(round(b * phase.fraction_3d))
     parts = []
-    for source, count in ((ctx.data.train_3d, n3), (ctx.data.train_2d, b - n3)):
+    for source, count in ((data.train_3d, n3), (data.train_2d, b - n3)):
         if count == 0:
             continue
         if source is None:
-            raise ValueError(f"phase {phase.name!r} needs {'3D' if source is ctx.data.train_3d else '2D'} "
+            raise ValueError(f"phase {phase.name!r} needs {'3D' if source is data.train_3d else '2D'} "
                              "training data, but none was given")
-        parts.append(source.gather(random_indices(len(source), count, ctx.generator)))
+        parts.append(source.gather(random_indices(len(source), count, generator)))
     batch = concat_batches(parts)
-    affines = sample_affines(b, batch.is_3d, ctx.spec.augment, ctx.generator)
+    affines = sample_affines(b, batch.is_3d, spec.augment, generator)
     return apply_affines(batch, affines)
+
+
+def _agreed_bad(bad: torch.Tensor, info: distributed.DistInfo) -> torch.Tensor:
+    """The first non-finite step, as every rank sees it (any rank's NaN stops all ranks)."""
+    if not info.enabled:
+        return bad
+    bad = bad.clone()
+    torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+    return bad
+
+
+def _agreed_stop(ctx: _RunContext, at_sync: bool, device: torch.device) -> bool:
+    """SIGTERM seen: every step for one process; for several ranks, agreed at sync points."""
+    if not ctx.info.enabled:
+        return ctx.stop["flag"]
+    return at_sync and distributed.any_rank(ctx.stop["flag"], ctx.info, device)
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -316,14 +357,20 @@ def _log_step(phase: Phase, progress: Progress, last: int, loss: float, img_per_
 
 
 def _save(ctx: _RunContext, phase_index: int, optimizer: torch.optim.Optimizer, progress: Progress) -> None:
+    """Rank 0 writes the checkpoint (every rank takes part: the generator states are gathered)."""
+    generators = distributed.gather_objects(ctx.generator.get_state(), ctx.info)
+    if not ctx.info.is_main:
+        return
     state = {"run_id": ctx.run_id, "phase": phase_index, "model": model_state(ctx.model),
-             "optimizer": optimizer.state_dict(), "generator": ctx.generator.get_state(),
+             "optimizer": optimizer.state_dict(), "generator": generators[0],
              "progress": progress.state()}
+    if ctx.info.enabled:
+        state["generators"] = generators
     save_checkpoint(ctx.checkpoint_dir, state)
 
 
-def _resume(model: torch.nn.Module, generator: torch.Generator, checkpoint_dir: Path, run_id: str
-            ) -> tuple[Progress, dict | None]:
+def _resume(model: torch.nn.Module, generator: torch.Generator, checkpoint_dir: Path, run_id: str,
+            info: distributed.DistInfo = distributed.DistInfo()) -> tuple[Progress, dict | None]:
     state = load_checkpoint(checkpoint_dir)
     if state is None:
         return Progress(), None
@@ -331,7 +378,11 @@ def _resume(model: torch.nn.Module, generator: torch.Generator, checkpoint_dir: 
         log.warning("checkpoint in %s belongs to other settings; starting afresh", checkpoint_dir)
         return Progress(), None
     model.load_state_dict(state["model"])
-    generator.set_state(state["generator"])
+    generators = state.get("generators") or [state["generator"]]
+    if len(generators) != info.world_size:
+        raise ValueError(f"checkpoint in {checkpoint_dir} holds {len(generators)} rank(s), this job has "
+                         f"{info.world_size}; resume with the same number of processes")
+    generator.set_state(generators[info.rank])
     progress = Progress.from_state(state["progress"])
     log.info("resuming from checkpoint %s at step %d", checkpoint_dir, progress.step)
     return progress, state
