@@ -18,7 +18,7 @@ log = logging.getLogger("pose_study")
 def _stages() -> list[tuple[str, ModuleType, str]]:
     # Imported here so that `python -m pose_study --help` stays importable even if one stage's
     # optional dependency is broken; each entry is (subcommand, module, one-line help).
-    from pose_study.benchmarks import synthesis
+    from pose_study.benchmarks import synthesis, training
     from pose_study.stages import convert, download, evaluate, finetune_3d, pretrain_2d, synthesize
 
     return [
@@ -29,6 +29,7 @@ def _stages() -> list[tuple[str, ModuleType, str]]:
         ("finetune-3d", finetune_3d, "3D fine-tuning from 2D pre-trained weights or from scratch"),
         ("evaluate", evaluate, "score one trained model on test splits (one JSON per split)"),
         ("bench-synth", synthesis, "measure synthesis throughput (images/s per core)"),
+        ("bench", training, "measure training throughput, MFU and the data path against the seed-style path"),
     ]
 
 
