@@ -19,7 +19,7 @@ def _stages() -> list[tuple[str, ModuleType, str]]:
     # Imported here so that `python -m pose_study --help` stays importable even if one stage's
     # optional dependency is broken; each entry is (subcommand, module, one-line help).
     from pose_study.benchmarks import synthesis, training
-    from pose_study.stages import convert, download, evaluate, finetune_3d, pretrain_2d, synthesize
+    from pose_study.stages import collect, convert, download, evaluate, finetune_3d, pretrain_2d, report, synthesize
 
     return [
         ("synthesize", synthesize, "render one split of a synthetic pose world to canonical HDF5"),
@@ -28,6 +28,8 @@ def _stages() -> list[tuple[str, ModuleType, str]]:
         ("pretrain-2d", pretrain_2d, "2D pre-training (heatmaps) on a 2D dataset"),
         ("finetune-3d", finetune_3d, "3D fine-tuning from 2D pre-trained weights or from scratch"),
         ("evaluate", evaluate, "score one trained model on test splits (one JSON per split)"),
+        ("collect", collect, "gather every result into tidy CSV tables"),
+        ("report", report, "render the study's single-file HTML report"),
         ("bench-synth", synthesis, "measure synthesis throughput (images/s per core)"),
         ("bench", training, "measure training throughput, MFU and the data path against the seed-style path"),
     ]

@@ -95,7 +95,7 @@ def test_smoke_study_end_to_end_then_nothing_then_exactly_the_changed_preset(tmp
     config = write_config(workdir / "smoke.yaml")
     snakemake("--configfile", str(config), "--directory", str(workdir), "--cores", "2")
     assert (workdir / "reports/smoke/index.html").stat().st_size > 10_000
-    for table in ("metrics", "curves", "runs", "jobs"):
+    for table in ("metrics", "curves", "runs", "jobs", "examples"):
         assert (workdir / f"results/smoke/tables/{table}.csv").stat().st_size > 0
 
     again = snakemake("-n", "--configfile", str(config), "--directory", str(workdir))

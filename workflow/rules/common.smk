@@ -124,6 +124,9 @@ def results_dir(wildcards, input):
 
 
 TABLES = expand(
-    f"{R}/tables/{{table}}.csv", table=["metrics", "curves", "runs", "jobs"]
+    f"{R}/tables/{{table}}.csv", table=["metrics", "curves", "runs", "jobs", "examples"]
 )
+REFERENCES = str(
+    Path(workflow.basedir) / "reports" / "reference_results.yaml"
+)  # ships with the code
 REPORT = f"reports/{S}/index.html"

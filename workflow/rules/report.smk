@@ -10,7 +10,7 @@ rule collect_metrics:
         tables=[
             report(
                 t,
-                caption="../report/table.rst",
+                caption=f"../report/{Path(t).stem}.rst",
                 category="Tables",
                 labels={"table": Path(t).stem},
             )
@@ -34,6 +34,7 @@ rule render_report:
     input:
         tables=TABLES,
         tests=all_test_splits(),
+        references=REFERENCES,
     output:
         report(REPORT, caption="../report/index.rst", category="Report"),
     log:
@@ -46,4 +47,4 @@ rule render_report:
         results=results_dir,
     shell:
         "python -m pose_study report --config {params.config:q} --tables {params.results:q}/tables "
-        "--results {params.results:q} --out {output:q} > {log:q} 2>&1"
+        "--results {params.results:q} --references {input.references:q} --out {output:q} > {log:q} 2>&1"
