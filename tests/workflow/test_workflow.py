@@ -121,7 +121,7 @@ def paper_config_on_fixtures(tmp_path: Path) -> Path:
     """config/paper.yaml with every dataset root pointing at an official-format fixture."""
     from tests.fixtures.official import write_all
 
-    roots = write_all(tmp_path / "raw")
+    roots = write_all(tmp_path / "raw data's")  # a space and a quote in every dataset path
     data = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     for d in data["datasets"].values():
         d["root"] = str(roots[d["name"]])
