@@ -17,6 +17,7 @@ uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -58,6 +59,7 @@ class SplitTensors:
             arrays.update(joints_3d=np.zeros((n, k, 3), np.float32), valid_3d=np.zeros((n, k), bool),
                           intrinsics=np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3)))
         arrays["is_3d"] = np.full(n, split.has_3d)
+        self._has_3d = split.has_3d and n > 0  # a host bool: asking never syncs with the device
         self.on_device = _on_device(device, resident, sum(a.nbytes for a in arrays.values()))
         place = device if self.on_device else None
         for name in _FIELDS:
@@ -81,7 +83,7 @@ class SplitTensors:
 
     @property
     def has_3d(self) -> bool:
-        return bool(self.is_3d[0]) if len(self) else False
+        return self._has_3d
 
     @property
     def crop_size(self) -> int:
@@ -108,9 +110,17 @@ class SplitTensors:
 def to_float_images(images_u8: torch.Tensor) -> torch.Tensor:
     """``normalise_images`` (same values within float rounding) in one conversion and two in-place ops."""
     x = images_u8.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
-    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    return x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
+    scale, shift = _normalising_constants(x.device)
+    return x.mul_(scale).sub_(shift)
+
+
+@functools.lru_cache(maxsize=None)
+def _normalising_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """1 / (255 std) and mean / std as [1, 3, 1, 1] tensors, made once per device (a copy to a GPU
+    from a Python list would sync with it at every step)."""
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    return (1.0 / (255.0 * std)).to(device), (mean / std).to(device)
 
 
 def image_encoding(path: str | os.PathLike) -> str:

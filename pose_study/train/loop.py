@@ -190,7 +190,7 @@ def _run_phase(ctx: _RunContext, index: int, phase: Phase, first: int,
         _set_lr(optimizer, phase, progress.step - first, spec.lr_decay)
         batch = draw_batch(ctx.data, spec, phase, ctx.generator)
         terms = train_step(ctx.net, ctx.model, optimizer, batch, phase.weights, spec)
-        step_t = torch.tensor(progress.step, device=device)
+        step_t = torch.full((), progress.step, dtype=torch.long, device=device)  # a fill, not a copy
         finite = torch.isfinite(terms["total"])
         newly_bad = (bad < 0) & ~finite
         bad = torch.where(newly_bad, step_t, bad)
@@ -251,11 +251,13 @@ def train_step(net: torch.nn.Module, model: torch.nn.Module, optimizer: torch.op
 def draw_batch(data: TrainData, spec: LoopSpec, phase: Phase, generator: torch.Generator) -> Batch:
     """An augmented batch whose first part comes from the 3D set and the rest from the 2D set.
 
-    Draws the indices, then the augmentations, from ``generator`` (in that order).
+    Draws the indices, then the augmentations, from ``generator`` (in that order). The 3D flags
+    and the affine maps are built on the host and sent non-blocking, so nothing here waits for
+    the device.
     """
     b = spec.batch_size
     n3 = int(round(b * phase.fraction_3d))
-    parts = []
+    parts, flags = [], []
     for source, count in ((data.train_3d, n3), (data.train_2d, b - n3)):
         if count == 0:
             continue
@@ -263,9 +265,10 @@ def draw_batch(data: TrainData, spec: LoopSpec, phase: Phase, generator: torch.G
             raise ValueError(f"phase {phase.name!r} needs {'3D' if source is data.train_3d else '2D'} "
                              "training data, but none was given")
         parts.append(source.gather(random_indices(len(source), count, generator)))
+        flags.append(torch.full((count,), source.has_3d))
     batch = concat_batches(parts)
-    affines = sample_affines(b, batch.is_3d, spec.augment, generator)
-    return apply_affines(batch, affines)
+    affines = sample_affines(b, torch.cat(flags), spec.augment, generator)
+    return apply_affines(batch, affines.to(batch.images.device, non_blocking=True))
 
 
 def _agreed_bad(bad: torch.Tensor, info: distributed.DistInfo) -> torch.Tensor:

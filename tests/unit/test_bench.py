@@ -100,3 +100,41 @@ def test_cuda_split_gathers_what_the_cpu_split_gathers(tiny_world, resident):
     a, b = cpu.gather(index), cuda.gather(index)
     for name in ("images", "joints_2d", "valid_2d", "joints_3d", "valid_3d", "intrinsics", "is_3d"):
         torch.testing.assert_close(getattr(b, name).cpu(), getattr(a, name), msg=name)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("resident", ["device", "host"])
+def test_gathering_a_batch_does_not_wait_for_the_gpu(tiny_world, resident):
+    split = SplitTensors.load(tiny_world["lab_val"], torch.device("cuda"), resident=resident)
+    split.gather(torch.tensor([0, 1]))  # per-device constants are made on first use
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        split.gather(torch.tensor([2, 3, 5]))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.xfail(strict=False, reason="transforms.apply_affines (new_tensor / as_tensor of host lists) and "
+                   "objective.compute_losses (as_tensor of unused 0.0 terms) copy to the device blocking")
+def test_a_whole_training_step_does_not_wait_for_the_gpu(tiny_world):
+    from pose_study.models import build_model
+    from pose_study.train.loop import LoopSpec, Phase, TrainData, draw_batch, train_step
+    from pose_study.train.objective import LossWeights
+
+    cuda = torch.device("cuda")
+    split = SplitTensors.load(tiny_world["wild_val"], cuda)
+    data, spec, phase = TrainData(val=split, train_2d=split), LoopSpec(batch_size=8), Phase("p", 1, 1e-3)
+    model = build_model("hg1_tiny").to(cuda).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters())
+    generator = torch.Generator().manual_seed(0)
+    step = lambda: train_step(model, model, optimizer, draw_batch(data, spec, phase, generator),  # noqa: E731
+                              LossWeights(), spec)
+    step()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
