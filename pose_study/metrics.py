@@ -44,28 +44,16 @@ MPI3DHP_PCK_JOINTS = tuple(
 )
 TORSO = (_J("l_shoulder"), _J("r_hip"))  # LSP/FLIC PCK normaliser (bearpaw/eval_pose, MODEC)
 
-# Official table columns: name -> joints; "Total" is ``Score.value``.
+# Official table columns: name -> joints; "Total" is ``Score.value``. Limbs average left and right.
+_LIMBS = {part.capitalize(): (_J(f"l_{part}"), _J(f"r_{part}"))
+          for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")}
 MPII_PCKH_COLUMNS = {
     "Head": (_J("neck"), _J("head_top")),
-    "Shoulder": (_J("l_shoulder"), _J("r_shoulder")),
-    "Elbow": (_J("l_elbow"), _J("r_elbow")),
-    "Wrist": (_J("l_wrist"), _J("r_wrist")),
-    "Hip": (_J("l_hip"), _J("r_hip")),
-    "Knee": (_J("l_knee"), _J("r_knee")),
-    "Ankle": (_J("l_ankle"), _J("r_ankle")),
+    **_LIMBS,
     "UBody": tuple(_J(n) for n in ("neck", "head_top", "l_shoulder", "r_shoulder", "l_elbow",
                                    "r_elbow", "l_wrist", "r_wrist")),
 }
-MPI3DHP_PCK_COLUMNS = {
-    "Head": (_J("head_top"),),
-    "Neck": (_J("neck"),),
-    "Shoulder": (_J("l_shoulder"), _J("r_shoulder")),
-    "Elbow": (_J("l_elbow"), _J("r_elbow")),
-    "Wrist": (_J("l_wrist"), _J("r_wrist")),
-    "Hip": (_J("l_hip"), _J("r_hip")),
-    "Knee": (_J("l_knee"), _J("r_knee")),
-    "Ankle": (_J("l_ankle"), _J("r_ankle")),
-}
+MPI3DHP_PCK_COLUMNS = {"Head": (_J("head_top"),), "Neck": (_J("neck"),), **_LIMBS}
 
 MPII_SC_BIAS = 0.6  # head size = 0.6 x head-box diagonal (evalMPII util_get_head_size.m)
 MPI3DHP_AUC_THRESHOLDS_MM = np.arange(0.0, 151.0, 5.0)  # 0:5:150, 31 values (mpii_compute_3d_pck.m)
