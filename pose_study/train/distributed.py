@@ -2,7 +2,9 @@
 
 **CPU threads.** One explicit rule (``cpu_threads``): ``$OMP_NUM_THREADS`` when it is set —
 Snakemake sets it to the rule's ``threads`` for every job, torchrun sets it to 1 per rank unless
-given — otherwise torch's own default (the cores this process may run on). The choice is logged.
+given — otherwise the cores this process may run on (its CPU affinity, e.g. a SLURM cpuset),
+shared among the ranks on this node, and never more than torch is already set to (a program that
+lowered it, such as the test suite, keeps its setting). The choice is logged.
 
 **DDP.** A job given more than one GPU is started with ``torchrun --nproc_per_node N python -m
 pose_study …``; torchrun sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` (and ``MASTER_ADDR`` /
@@ -61,7 +63,8 @@ def cpu_threads(environ: Mapping[str, str] | None = None) -> tuple[int, str]:
         environ: Environment to read (default ``os.environ``).
 
     Returns:
-        ``(threads, source)``: ``$OMP_NUM_THREADS`` when set, else torch's default.
+        ``(threads, source)``: ``$OMP_NUM_THREADS`` when set, else the cores of this process's
+        affinity divided by ``$LOCAL_WORLD_SIZE``, capped at ``torch.get_num_threads()``.
 
     Raises:
         ValueError: ``OMP_NUM_THREADS`` is set but not a positive integer.
@@ -69,7 +72,10 @@ def cpu_threads(environ: Mapping[str, str] | None = None) -> tuple[int, str]:
     environ = os.environ if environ is None else environ
     value = environ.get("OMP_NUM_THREADS", "").strip()
     if not value:
-        return torch.get_num_threads(), "torch default: the cores this process may use"
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        ranks = max(int(environ.get("LOCAL_WORLD_SIZE", 1)), 1)
+        threads = max(1, min(cores // ranks, torch.get_num_threads()))
+        return threads, f"{cores} core(s) available to this process, {ranks} rank(s) on this node"
     try:
         threads = int(value)
     except ValueError:

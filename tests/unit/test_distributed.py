@@ -25,8 +25,16 @@ def test_threads_come_from_omp_num_threads_when_set():
     assert threads == 3 and "OMP_NUM_THREADS" in source
 
 
-def test_threads_fall_back_to_torch_default():
-    assert distributed.cpu_threads({})[0] == torch.get_num_threads()
+def test_threads_fall_back_to_the_available_cores_shared_by_local_ranks():
+    cores = len(os.sched_getaffinity(0))
+    assert distributed.cpu_threads({})[0] == max(1, min(cores, torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(64)  # torch may count more cores than the process may use
+    try:
+        assert distributed.cpu_threads({})[0] == cores
+        assert distributed.cpu_threads({"LOCAL_WORLD_SIZE": str(cores)})[0] == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
