@@ -13,6 +13,7 @@ Coordinates are crop pixels with pixel centres at integers; normalised coordinat
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -130,7 +131,7 @@ def _pixel_affine(linear: torch.Tensor, size: int) -> torch.Tensor:
     c = (size - 1) / 2.0
     out = torch.zeros(len(linear), 3, 3, device=linear.device, dtype=linear.dtype)
     out[:, :2, :2] = linear
-    out[:, :2, 2] = c - (linear @ linear.new_tensor([c, c]))
+    out[:, :2, 2] = c - c * linear.sum(dim=-1)  # c - linear @ [c, c], with no host tensor
     out[:, 2, 2] = 1.0
     return out
 
@@ -139,9 +140,15 @@ def _apply_h(affine: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return points @ affine[:, :2, :2].transpose(1, 2) + affine[:, None, :2, 2]
 
 
+@functools.lru_cache(maxsize=None)
+def _flip_permutation(device: torch.device) -> torch.Tensor:
+    """``CANONICAL``'s left/right permutation, copied to each device once."""
+    return torch.as_tensor(CANONICAL.flip_permutation()).to(device)
+
+
 def _swap_left_right(batch: Batch, flipped: torch.Tensor) -> Batch:
     """Swap left/right joint slots (and mirror 3D x) for the flipped samples."""
-    perm = torch.as_tensor(CANONICAL.flip_permutation(), device=batch.images.device)
+    perm = _flip_permutation(batch.images.device)
     pick = flipped.view(-1, 1)
     sign = torch.where(flipped, -1.0, 1.0).view(-1, 1, 1)
     mirror3d = torch.cat([batch.joints_3d[..., :1] * sign, batch.joints_3d[..., 1:]], dim=-1)

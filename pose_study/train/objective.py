@@ -58,7 +58,8 @@ def compute_losses(outputs: dict, batch: Batch, weights: LossWeights, sigma: flo
     """
     stacks = outputs["stacks"]
     targets = build_targets(batch, tuple(stacks[-1][0].shape[-2:]), sigma)
-    terms = {"heatmap": 0.0, "depth": 0.0, "bone_ratio": 0.0}
+    zero = stacks[-1][0].new_zeros((), dtype=torch.float32)  # accumulators on the device: no host copy
+    terms = {"heatmap": zero, "depth": zero, "bone_ratio": zero}
     for heatmaps, depth_maps in stacks:
         terms["heatmap"] = terms["heatmap"] + losses.heatmap_loss(heatmaps.float(), targets.heatmaps, batch.valid_2d)
         if weights.weight_3d == 0 and weights.weight_var == 0:
@@ -70,6 +71,6 @@ def compute_losses(outputs: dict, batch: Batch, weights: LossWeights, sigma: flo
             h = heatmaps.shape[-1]
             terms["bone_ratio"] = terms["bone_ratio"] + losses.bone_ratio_loss(
                 targets.coords / h, depth_at_truth, targets.valid_2d, ~batch.is_3d)
-    out = {name: torch.as_tensor(v, dtype=torch.float32, device=batch.images.device) for name, v in terms.items()}
+    out = {name: v.float() for name, v in terms.items()}
     out["total"] = out["heatmap"] + weights.weight_3d * out["depth"] + weights.weight_var * out["bone_ratio"]
     return out
