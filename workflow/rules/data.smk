@@ -32,6 +32,7 @@ rule download:
     wildcard_constraints:
         dataset=alternatives(REAL),
     retries: 2
+    localrule: True  # many clusters' compute nodes have no internet: the login node fetches
     conda:
         "../../envs/light.yaml"
     threads: 1
