@@ -26,6 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.dry_run import planned_jobs
+
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,18 +103,6 @@ def snakemake(workdir: Path, config: Path, *args: str) -> str:
     out = result.stdout + result.stderr
     assert result.returncode == 0, f"{shlex.join(cmd)} failed:\n{out[-5000:]}"
     return out
-
-
-def planned_jobs(output: str) -> set[tuple[str, str]]:
-    """(rule, first output) of every job a dry run lists (group members are indented)."""
-    jobs, rule = set(), None
-    for line in output.splitlines():
-        if m := re.match(r"^\s*(?:local)?rule (\w+):$", line):
-            rule = m.group(1)
-        elif rule and (m := re.match(r"^\s+output: ([^,\s]+)", line)):
-            jobs.add((rule, m.group(1)))
-            rule = None
-    return jobs
 
 
 def sbatch_calls(output: str) -> list[str]:

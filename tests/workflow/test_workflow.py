@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.dry_run import planned_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -23,18 +24,6 @@ def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.Co
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
-
-
-def planned_jobs(output: str) -> list[tuple[str, str]]:
-    """(rule, first output) of every job in a dry run's listing."""
-    jobs, rule = [], None
-    for line in output.splitlines():
-        if m := re.match(r"^(?:local)?rule (\w+):$", line):
-            rule = m.group(1)
-        elif rule and (m := re.match(r"^\s+output: ([^,\s]+)", line)):
-            jobs.append((rule, m.group(1)))
-            rule = None
-    return jobs
 
 
 def job_counts(output: str) -> dict[str, int]:
