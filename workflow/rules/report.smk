@@ -18,9 +18,15 @@ rule collect_metrics:
         ],
     log:
         f"logs/{S}/collect.log",
+    benchmark:
+        f"benchmarks/{S}/report/collect.tsv"
     localrule: True
     conda:
         "../../envs/light.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         config=spec_json(config),
         benchmarks=f"benchmarks/{S}",
@@ -39,9 +45,15 @@ rule render_report:
         report(REPORT, caption="../report/index.rst", category="Report"),
     log:
         f"logs/{S}/report.log",
+    benchmark:
+        f"benchmarks/{S}/report/render.tsv"
     localrule: True
     conda:
         "../../envs/light.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         config=spec_json(config),
         results=results_dir,
