@@ -24,8 +24,7 @@ from pose_study.stages.finetune_3d import Finetune3DSpec
 from pose_study.stages.pretrain_2d import Pretrain2DSpec
 from pose_study.train.loop import LoopSpec
 
-SPLITS_3D = ("train", "val", "test")
-SPLITS_2D = ("train", "val")
+SPLITS = ("train", "val", "test")
 REAL_3D = ("h36m", "mpi_inf_3dhp", "occlusion_person", "3dpw")
 # The study's train/val/test roles -> each real dataset's own split (catalog names). "val" is what
 # training validates on and 2D test sets are scored on; datasets without a public validation
@@ -169,7 +168,7 @@ class Study:
             need.add("val")
         if dataset in self.test_3d:
             need.add("test")
-        return [s for s in SPLITS_3D if s in need]
+        return [s for s in SPLITS if s in need]
 
     def synthesize_spec(self, dataset: str, split: str) -> dict:
         d = self.datasets[dataset]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +138,3 @@ def read_prior(metrics_path: Path | None) -> dict | None:
 
 def _input_identity(data: TrainData) -> list:
     return [(s.info.dataset, s.info.split, len(s)) if s else None for s in (data.val, data.train_2d, data.train_3d)]
-
-
-def path_or_none(value: str | os.PathLike | None) -> Path | None:
-    return Path(value) if value else None

@@ -92,8 +92,8 @@ def run(spec: EvaluateSpec, weights: Path, tests: list[Path], outs: list[Path],
 def evaluate_split(model: torch.nn.Module, spec: EvaluateSpec, test: Path,
                    mean_2d: np.ndarray | None, mean_3d: np.ndarray | None, testset: str) -> dict:
     """The result document for one test split; ``testset`` is its name in the study (``{dataset}_{split}``)."""
-    data = SplitTensors.load(test, next(model.parameters()).device)
-    split = read_split(test, images=False)
+    split = read_split(test)  # one read: the tensors below and the metadata (head boxes, actions)
+    data = SplitTensors(split, next(model.parameters()).device)
     outputs = _predict_all(model, data, spec)
     scores = score_outputs(outputs, split.head_box, split.info.skeleton)
     primary = "mpjpe" if outputs.pred_3d is not None else next(iter(scores))
