@@ -1,0 +1,82 @@
+"""The study's arms: pre-training strategies compared on the same 3D task, as data.
+
+Each arm names how its 2D detector starts, what its 3D fine-tuning optimises and where its 3D
+pose comes from. Every arm is a ``finetune_3d`` run per (model, 2D set, 3D set, seed); the
+workflow derives each run's inputs (pre-trained detector, frozen or trainable lifters) from this
+table, and the report compares every arm with ``scratch`` (3D-only) at equal compute.
+
+* ``scratch`` / ``pretrained_2d``: Zhou et al.'s network (heatmaps + depth maps) trained in the
+  fusion then geometric phases, from random init or from ``pretrain_2d`` weights (Mills et al.).
+* ``ft_2d``: the 2D pre-trained detector fine-tuned with the heatmap loss only, then lifted by the
+  study's first guide lifter (trained on ground-truth 2D).
+* ``l2d_single`` / ``l2d_multi``: the same detector fine-tuned with 3D losses that flow back
+  through one / all frozen guide lifters (Lee, Hwang, Lee: L2D-Pose).
+* ``apt_pose``: the ``ft_2d`` detector recipe, lifted by a sequence lifter pre-trained with
+  hierarchical masked pose modeling and then fine-tuned (Yang et al.: APTPose).
+* ``mpt``: the detector and a heatmap-to-3D regression transformer pre-trained on heatmaps
+  synthesised from 3D poses, fine-tuned end to end (Lin et al.: MPT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DETECTOR_INITS = ("scratch", "pretrain_2d")
+OBJECTIVES = ("depth", "heatmap", "guided", "end_to_end")
+GUIDES = ("none", "first", "all")
+LIFTED_BY = (None, "guide", "sequence", "heatmap")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One pre-training strategy.
+
+    Attributes:
+        name: Id used in configs, paths and tables.
+        label: Short label in figures and tables.
+        noun: Noun phrase in the report's sentences.
+        detector_init: ``scratch`` or ``pretrain_2d`` (the 2D pre-training run's weights).
+        objective: What ``finetune_3d`` optimises: ``depth`` (heatmap + depth, then + bone ratio),
+            ``heatmap`` (2D loss only), ``guided`` (heatmap + OHKLM + 3D losses through frozen
+            lifters), ``end_to_end`` (heatmap + 3D loss of a trainable heatmap lifter).
+        guides: Frozen guide lifters in the loss: ``none``, ``first`` or ``all`` of ``lifters.guide``.
+        lifted_by: Where the 3D pose comes from: None (the network's depth maps), ``guide`` (the
+            first guide lifter), ``sequence`` (the pre-trained sequence lifter) or ``heatmap`` (the
+            arm's own end-to-end heatmap lifter).
+    """
+
+    name: str
+    label: str
+    noun: str
+    detector_init: str
+    objective: str
+    guides: str = "none"
+    lifted_by: str | None = None
+
+    def __post_init__(self) -> None:
+        for value, allowed in ((self.detector_init, DETECTOR_INITS), (self.objective, OBJECTIVES),
+                               (self.guides, GUIDES), (self.lifted_by, LIFTED_BY)):
+            if value not in allowed:
+                raise ValueError(f"arm {self.name!r}: {value!r} is not one of {allowed}")
+
+    @property
+    def uses_lifters(self) -> bool:
+        """True when the 3D pose comes from a lifter (so it is scored through every study lifter)."""
+        return self.lifted_by is not None
+
+
+ARMS: dict[str, Arm] = {a.name: a for a in (
+    Arm("scratch", "3D-only (scratch)", "3D-only training", "scratch", "depth"),
+    Arm("pretrained_2d", "2D pre-trained", "2D pre-training", "pretrain_2d", "depth"),
+    Arm("ft_2d", "2D fine-tuned + lifter", "2D-only fine-tuning with a lifter", "pretrain_2d", "heatmap",
+        lifted_by="guide"),
+    Arm("l2d_single", "L2D, one lifter", "3D guidance through one frozen lifter", "pretrain_2d", "guided",
+        guides="first", lifted_by="guide"),
+    Arm("l2d_multi", "L2D, multi-lifter", "3D guidance through several frozen lifters", "pretrain_2d",
+        "guided", guides="all", lifted_by="guide"),
+    Arm("apt_pose", "APTPose lifter pre-training", "masked pose-sequence pre-training of the lifter",
+        "pretrain_2d", "heatmap", lifted_by="sequence"),
+    Arm("mpt", "MPT heatmap pre-training", "heatmap pre-training from 3D poses", "pretrain_2d",
+        "end_to_end", lifted_by="heatmap"),
+)}
+BASELINE = "scratch"  # the 3D-only arm every other arm is compared with
