@@ -105,6 +105,13 @@ def resolve_preset(name: str, options: dict[str, Any] | None = None) -> LifterPr
     return replace(LIFTERS[name], **options)
 
 
+def applicable_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The study-wide ablation ``options`` that concern lifter ``name`` (fusion: apt; input: mpt)."""
+    kind = LIFTERS[name].kind
+    concerns = {"fusion": kind == "apt", "input": kind == "mpt"}
+    return {k: v for k, v in (options or {}).items() if concerns.get(k, True) and v is not None}
+
+
 def build_lifter(name: str, num_joints: int = 17, options: dict[str, Any] | None = None) -> nn.Module:
     """Build lifter ``name`` (a key of ``LIFTERS``) with the ablation ``options`` applied.
 
