@@ -81,8 +81,10 @@ def _extend_with_default(cls):
 
 
 def _deref(validator, sub: dict) -> dict:
+    """``sub`` with its ``$ref`` resolved; keys beside the ``$ref`` (e.g. a ``default``) win."""
     if "$ref" in sub:
-        return validator._resolver.lookup(sub["$ref"]).contents
+        extra = {k: v for k, v in sub.items() if k != "$ref"}
+        return {**validator._resolver.lookup(sub["$ref"]).contents, **extra}
     return sub
 
 
