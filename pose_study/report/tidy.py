@@ -76,7 +76,17 @@ def metric_rows(key: RunKey, test: EvalSplit, doc: dict) -> list[dict[str, Any]]
     for variant, scores in doc["baselines"].items():
         rows += [{**base, "variant": variant, "metric": metric, "scope": "total", "key": "", "value": value}
                  for metric, value in scores.items()]
+    for name, inputs in doc.get("lifters", {}).items():
+        for variant, source in ((lifter_variant(name), "detected"), (lifter_variant(name, gt_2d=True), "gt_2d")):
+            rows += [{**base, "variant": variant, "metric": metric, "scope": "total", "key": "", "value": value}
+                     for metric, value in inputs[source].items()]
     return rows
+
+
+def lifter_variant(name: str, gt_2d: bool = False) -> str:
+    """``metrics.csv`` variant of lifter ``name`` (e.g. ``mlp_tiny/scratch``) on the detector's 2D
+    (``lifter:NAME``) or on the ground-truth 2D (``gt_2d:NAME``)."""
+    return f"{'gt_2d' if gt_2d else 'lifter'}:{name}"
 
 
 def missing_metric_row(key: RunKey, test: EvalSplit) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Inputs: the study config (validated; it names the expected matrix of runs and test sets), the
 study's results folder (``metrics.json``, ``curve.csv``, ``spec.json`` of every training run under
-``pretrain_2d/`` and ``finetune_3d/``; evaluation JSONs under ``evaluate/``) and its Snakemake
+``pretrain_2d/``, ``pretrain_pose/``, ``train_lifter/`` and ``finetune_3d/``; evaluation JSONs under ``evaluate/``) and its Snakemake
 benchmark folder (``*.tsv``, one per job).
 
 Outputs (CSV, one header row, columns as ``pose_study.report.tidy.SCHEMAS``):
@@ -10,8 +10,10 @@ Outputs (CSV, one header row, columns as ``pose_study.report.tidy.SCHEMAS``):
 * ``runs.csv``: one row per expected training run: ``status`` (``ok`` | ``missing``), final
   validation metric, own compute and compute including pre-training (``total_*``), provenance.
 * ``metrics.csv``: one row per run × test set × variant (``model`` | ``mean_pose`` |
-  ``gt_2d_lifting``) × metric × scope (``total`` | ``joint`` | ``action``; ``key`` names the joint
-  or action). An expected evaluation whose JSON is absent is one row with ``status = missing``.
+  ``gt_2d_lifting`` | ``lifter:NAME`` | ``gt_2d:NAME``, the last two: every study lifter on the
+  detector's 2D and on the ground-truth 2D) × metric × scope (``total`` | ``joint`` | ``action``;
+  ``key`` names the joint or action). An expected evaluation whose JSON is absent is one row with
+  ``status = missing``.
 * ``curves.csv``: one row per learning-curve point (``curve.csv`` columns plus run identity).
 * ``examples.csv``: one row per best/worst example × joint (2D joints in crop pixels), so the
   report can draw them on the test images.
