@@ -82,7 +82,11 @@ LIFTERS: dict[str, LifterPreset] = {
     # Martinez et al. 2017: 1024 wide, 2 residual blocks, dropout 0.5.
     "mlp": LifterPreset("mlp", width=1024, blocks=2, dropout=0.5),
     "mlp_tiny": LifterPreset("mlp", width=256, blocks=2, dropout=0.25),
+    # A graph network over the skeleton (SemGCN's size: 128 channels, 4 residual blocks).
+    "graph": LifterPreset("graph", width=128, blocks=4),
     "graph_tiny": LifterPreset("graph", width=64, blocks=4),
+    # Joints as tokens (a spatial transformer in the style of PoseFormer's spatial block).
+    "transformer": LifterPreset("transformer", width=128, blocks=4, heads=8),
     "transformer_tiny": LifterPreset("transformer", width=64, blocks=2, heads=4),
     # APTPose-style sequence lifter (the paper uses 243 frames; 9 keep CPU studies small).
     "apt": LifterPreset("apt", width=256, blocks=4, frames=27, heads=8),
