@@ -1,0 +1,109 @@
+"""A split's labels as tensors for pose-only training (lifters): no images are read.
+
+``PoseData.load`` reads a canonical split with ``read_split(path, images=False)`` and keeps its 2D
+joints, 3D joints, cameras and, for sequence lifters, the frame windows of every sample
+(``lifters.inputs.sequence_windows``: T frames of the same clip centred on the sample,
+edge-replicated at clip ends). ``gather`` turns sample indices into a ``PoseBatch`` of T frames.
+2D-only splits get zero 3D joints, ``valid_3d`` all False and identity intrinsics.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import torch
+
+from pose_study.data.formats import SplitInfo, read_split
+from pose_study.lifters.batch import PoseBatch
+from pose_study.lifters.inputs import sequence_windows
+
+
+@dataclass
+class PoseData:
+    """N samples of K joints on one device.
+
+    Attributes:
+        info: The split's file attributes (dataset, split, source, ...).
+        joints_2d: [N, K, 2] crop pixels.
+        valid_2d: [N, K] bool.
+        joints_3d: [N, K, 3] camera frame, mm (zeros for 2D-only splits).
+        valid_3d: [N, K] bool.
+        intrinsics: [N, 3, 3] crop-pixel intrinsics (identity for 2D-only splits).
+        is_3d: [N] bool.
+        crop_size: Crop side in pixels.
+        windows: [N, T] int64 row indices of each sample's T frames (same device), or None (T = 1).
+    """
+
+    info: SplitInfo
+    joints_2d: torch.Tensor
+    valid_2d: torch.Tensor
+    joints_3d: torch.Tensor
+    valid_3d: torch.Tensor
+    intrinsics: torch.Tensor
+    is_3d: torch.Tensor
+    crop_size: int
+    windows: torch.Tensor | None = None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", frames: int = 1) -> PoseData:
+        """Read the labels of ``path`` onto ``device``, with ``frames``-long windows when ``frames`` > 1."""
+        if frames < 1 or frames % 2 == 0:
+            raise ValueError(f"frames must be odd and ≥ 1, got {frames}")
+        split = read_split(path, images=False)
+        n, k = split.joints_2d.shape[:2]
+        if split.has_3d:
+            joints_3d, valid_3d, intrinsics = split.joints_3d, split.joints_3d_valid, split.intrinsics
+        else:
+            joints_3d, valid_3d = np.zeros((n, k, 3), np.float32), np.zeros((n, k), bool)
+            intrinsics = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3))
+        windows = sequence_windows(split.clip, split.frame, frames) if frames > 1 else None
+
+        def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+            return torch.as_tensor(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
+
+        return cls(split.info, tensor(split.joints_2d, torch.float32), tensor(split.joints_2d_valid, torch.bool),
+                   tensor(joints_3d, torch.float32), tensor(valid_3d, torch.bool),
+                   tensor(intrinsics, torch.float32), torch.full((n,), split.has_3d, dtype=torch.bool, device=device),
+                   _crop_size(path), None if windows is None else tensor(windows, torch.int64))
+
+    def __len__(self) -> int:
+        return len(self.joints_2d)
+
+    @property
+    def device(self) -> torch.device:
+        return self.joints_2d.device
+
+    @property
+    def frames(self) -> int:
+        """Window length T this split was loaded with (1 without windows)."""
+        return 1 if self.windows is None else int(self.windows.shape[1])
+
+    @property
+    def has_3d(self) -> bool:
+        return bool(self.is_3d.any())
+
+    def gather(self, index: torch.Tensor, frames: int | None = None) -> PoseBatch:
+        """The samples at ``index`` ([B] int64) with ``frames`` frames each (default: the loaded T).
+
+        ``frames`` may be any odd number up to the loaded T: the centre of each window (a shorter
+        edge-replicated window of the same clip).
+        """
+        frames = self.frames if frames is None else frames
+        if frames < 1 or frames % 2 == 0 or frames > self.frames:
+            raise ValueError(f"frames must be odd and between 1 and the loaded {self.frames}, got {frames}")
+        index = index.to(self.device)
+        if self.windows is None:
+            rows = index[:, None]
+        else:
+            start = (self.frames - frames) // 2
+            rows = self.windows[index, start:start + frames]
+        return PoseBatch(self.joints_2d[rows], self.valid_2d[rows], self.joints_3d[rows], self.valid_3d[rows],
+                         self.intrinsics[rows], self.is_3d[index], self.crop_size)
+
+
+def _crop_size(path: str | os.PathLike) -> int:
+    with h5py.File(path, "r") as h5:
+        return int(h5.attrs["crop_size"])

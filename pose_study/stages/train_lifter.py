@@ -1,0 +1,210 @@
+"""Stage ``train_lifter``: a 2D→3D lifter trained on ground-truth 2D of a 3D training split.
+
+Input: the 2D joints (+ Gaussian noise, random left/right flips) of the 3D training split; target:
+the root-relative 3D joints in metres. Single-frame lifters minimise the MSE of the centre frame;
+sequence lifters (``apt``) the pose + bone-vector L2 of the whole window and of the centre frame
+(``lifters.pretraining.sequence_pose_loss``). Validation: MPJPE (mm, root-relative) from ground-truth
+2D on the validation split. ``init = "pretrain_pose"`` starts from a ``pretrain-pose`` model.pt and
+carries its compute (``--init-metrics``) into ``compute_total``.
+
+Outputs: ``model.pt`` (``lifters.save_lifter``), ``metrics.json`` (the keys of the detector stages
+plus ``lifter``, ``init``, ``dataset_3d``), ``curve.csv`` and ``spec.json``. Resume state goes to
+``--checkpoint-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pose_study import lifters
+from pose_study._io import write_json
+from pose_study._spec import load_spec_arg, spec_record
+from pose_study.data.batches import random_indices
+from pose_study.data.poses import PoseData
+from pose_study.lifters.batch import PoseBatch
+from pose_study.lifters.inputs import relative_3d
+from pose_study.stages import _training
+from pose_study.train import accounting, distributed
+from pose_study.train.lifting import (PoseLoopSpec, PoseTraining, Schedule, centre_mse_loss, lifter_inputs,
+                                      train_poses, validate_lifter)
+from pose_study.train.loop import fingerprint, resolve_device
+
+log = logging.getLogger(__name__)
+INITS = ("scratch", "pretrain_pose")
+
+
+def freeze_options(options: Any, owner: str) -> tuple[tuple[str, Any], ...]:
+    """Lifter ablation options as sorted (key, value) pairs without None values (hashable, JSON-able).
+
+    Accepts a mapping or a sequence of pairs (what ``spec.json`` holds after a round trip).
+    """
+    try:
+        pairs = dict(options or {})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{owner}.options must be a mapping of lifter options, got {options!r}") from err
+    return tuple(sorted((str(k), v) for k, v in pairs.items() if v is not None))
+
+
+@dataclass(frozen=True)
+class TrainLifterSpec:
+    """Resolved settings of one lifter training run.
+
+    Attributes:
+        lifter: Preset name (``pose_study.lifters.LIFTERS``).
+        init: ``scratch`` or ``pretrain_pose`` (start from ``--init-weights``).
+        steps: Optimiser steps.
+        lr: Initial Adam learning rate.
+        lr_steps: Fractions of ``steps`` after which the LR drops ×``loop.lr_decay``.
+        batch_size: Samples (sequences, for sequence lifters) per step.
+        noise_px: Gaussian noise added to the 2D input (crop px).
+        options: Lifter ablation options (``lifters.OPTIONS``, e.g. ``{"fusion": "add"}``); stored as
+            sorted (key, value) pairs, None values dropped.
+        loop: Loop settings.
+    """
+
+    lifter: str
+    init: str = "scratch"
+    steps: int = 2000
+    lr: float = 1e-3
+    lr_steps: tuple[float, ...] = (0.75,)
+    batch_size: int = 256
+    noise_px: float = 1.0
+    options: tuple[tuple[str, Any], ...] = ()
+    loop: PoseLoopSpec = field(default_factory=PoseLoopSpec)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", freeze_options(self.options, "TrainLifterSpec"))
+        lifters.resolve_preset(self.lifter, dict(self.options))  # names a bad lifter or option
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be ≥ 1, got {self.steps} and {self.batch_size}")
+        if self.noise_px < 0:
+            raise ValueError(f"noise_px must be ≥ 0, got {self.noise_px}")
+
+
+# --- building blocks shared with pretrain_pose ----------------------------------------------------
+
+
+def setup(loop: PoseLoopSpec) -> torch.device:
+    """CPU threads by the project rule, the device, and the seed of the initial weights."""
+    distributed.configure_threads()
+    torch.manual_seed(loop.seed)
+    return resolve_device(loop.device)
+
+
+def sampler(data: PoseData, frames: int):
+    """``(batch_size, generator) -> PoseBatch``: uniform draws with replacement from ``data``."""
+
+    def sample(batch_size: int, generator: torch.Generator) -> PoseBatch:
+        return data.gather(random_indices(len(data), batch_size, generator), frames)
+
+    return sample
+
+
+def flops_per_sample(model: nn.Module, crop_size: int) -> int:
+    side = crop_size // 4
+    return lifters.lifter_flops(model, map_size=(side, side))
+
+
+def input_identity(*splits: PoseData | None) -> list:
+    """What identifies a run's inputs in its fingerprint (dataset, split, size per input)."""
+    return [(s.info.dataset, s.info.split, len(s)) if s is not None else None for s in splits]
+
+
+def train_and_write(stage: str, spec: Any, run: PoseTraining, schedule: Schedule, val: PoseData,
+                    out: _training.TrainOutputs, prior: dict | None, extra: dict) -> dict:
+    """Validate, train, and write model.pt, curve.csv, metrics.json and spec.json; returns the metrics."""
+    write_json(out.spec_json, spec_record(spec))
+    first = run.validate(run.model)
+    progress = train_poses(run, schedule, spec.loop, out.checkpoint_dir)
+    final = progress.curve[-1]
+    own = accounting.totals(progress, run.flops_per_sample)
+    device = val.device
+    result = {
+        "stage": stage, "model": spec.lifter, "input_size": val.crop_size, "source": val.info.source,
+        "params": sum(p.numel() for p in run.model.parameters()), "forward_flops_per_image": run.flops_per_sample,
+        "final": {"metric": final["val_metric"], "value": final["val_value"], "initial_value": first[1]},
+        "compute": {**own, "steps": progress.step, "device": accounting.device_name(device), "device_count": 1,
+                    "img_per_s": progress.samples / max(progress.seconds, 1e-9),
+                    "peak_memory_mb": accounting.peak_memory_mb(device)},
+        "compute_total": accounting.add_prior(own, prior),
+        "lifter": spec.lifter, **extra,
+    }
+    lifters.save_lifter(out.model, run.model)
+    accounting.write_curve(out.curve, progress.curve)
+    write_json(out.metrics, result)
+    log.info("%s %s done: %s = %.2f (from %.2f) in %.0f s", stage, spec.lifter, final["val_metric"],
+             final["val_value"], first[1], own["wall_seconds"])
+    return result
+
+
+# --- this stage -----------------------------------------------------------------------------------
+
+
+def sequence_loss(model: nn.Module, batch: PoseBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: ARG001
+    """Sequence lifters: pose + bone-vector L2 on the whole window and its centre frame (APTPose)."""
+    from pose_study.lifters.pretraining import sequence_pose_loss
+
+    x, valid = lifter_inputs(model, batch)
+    target = relative_3d(batch.joints_3d, batch.valid_3d)
+    return sequence_pose_loss(model.forward_sequence(x, valid), target, batch.valid_3d)
+
+
+def initial_lifter(spec: TrainLifterSpec, init_weights: Path | None) -> nn.Module:
+    """A fresh lifter (``scratch``) or the pre-trained one in ``init_weights`` (``pretrain_pose``)."""
+    if spec.init == "scratch":
+        if init_weights is not None:
+            raise ValueError("init 'scratch' takes no --init-weights")
+        return lifters.build_lifter(spec.lifter, options=dict(spec.options))
+    if init_weights is None:
+        raise ValueError("init 'pretrain_pose' needs --init-weights (a pretrain-pose model.pt)")
+    model = lifters.load_lifter(init_weights)
+    options = tuple(sorted(model.options.items()))
+    if model.preset_name != spec.lifter or options != spec.options:
+        raise ValueError(f"{init_weights}: holds lifter {model.preset_name!r} with options {dict(options)}, but "
+                         f"the spec trains {spec.lifter!r} with options {dict(spec.options)}")
+    return model
+
+
+def run(spec: TrainLifterSpec, train_3d: Path, val_3d: Path, out: _training.TrainOutputs,
+        init_weights: Path | None = None, init_metrics: Path | None = None) -> dict:
+    """Train ``spec.lifter`` on ``train_3d``; returns the metrics written to ``out.metrics``."""
+    device = setup(spec.loop)
+    model = initial_lifter(spec, init_weights).to(device)
+    train = PoseData.load(train_3d, device, model.frames)
+    val = PoseData.load(val_3d, device, model.frames)
+    if not train.has_3d or not val.has_3d:
+        raise ValueError(f"train_lifter needs 3D labels in both splits: {train_3d} and {val_3d}")
+    prior = _training.read_prior(init_metrics)
+    loss = sequence_loss if model.frames > 1 else centre_mse_loss
+    run_ = PoseTraining(model, loss, sampler(train, model.frames),
+                        lambda m: validate_lifter(m, val, spec.loop.eval_samples),
+                        flops_per_sample(model, val.crop_size), (prior or {}).get("train_flops", 0.0),
+                        fingerprint(spec, {"inputs": input_identity(train, val), "prior": prior}))
+    schedule = Schedule("train_lifter", spec.steps, spec.lr, spec.lr_steps, spec.batch_size, spec.noise_px)
+    return train_and_write("train_lifter", spec, run_, schedule, val, out, prior,
+                           {"init": spec.init, "dataset_3d": train.info.dataset})
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", required=True, help="TrainLifterSpec as inline JSON or a spec.json path")
+    parser.add_argument("--train-3d", type=Path, required=True, help="3D training split (.h5)")
+    parser.add_argument("--val-3d", type=Path, required=True, help="3D validation split (.h5)")
+    parser.add_argument("--init-weights", type=Path, default=None,
+                        help="pretrain-pose model.pt (init pretrain_pose)")
+    parser.add_argument("--init-metrics", type=Path, default=None,
+                        help="its metrics.json: the pre-training compute, added to compute_total")
+    _training.add_output_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> None:
+    run(load_spec_arg(TrainLifterSpec, args.spec), args.train_3d, args.val_3d, _training.outputs_from_args(args),
+        args.init_weights, args.init_metrics)
