@@ -11,32 +11,47 @@ pose, and (3D) the model's own depth lifted from the *true* 2D joints, which sep
 from depth error. It also lists per-joint and per-action results and the best and worst samples
 (indices + joints) for the report's example figures.
 
+Lifters (``--lifter NAME=PATH``, names in ``spec.lifters``): on 3D splits every lifter is scored
+twice, on the detector's 2D (soft-argmax, β = ``spec.beta``, of its last heatmaps, in crop pixels;
+heatmap lifters get the heatmaps themselves) and on the ground-truth 2D (heatmap lifters: Gaussian
+maps of σ = ``spec.heatmap_sigma`` heatmap pixels at the true joints). Sequence lifters read windows
+of neighbouring frames of the sample's clip. Lifted joints are placed at the ground-truth root, so
+scores stay root-relative. With ``spec.primary`` the run's own 3D prediction is that lifter's (or,
+for ``end_to_end``, the lifter inside ``--weights``), and the GT-2D-lifting baseline is the ground
+truth 2D through it.
+
 Inputs: ``model.pt``, test splits (canonical HDF5 v1), optional training splits for the mean-pose
-baseline. Outputs: ``{testset}.json`` per test split.
+baseline, optional lifter weight files. Outputs: ``{testset}.json`` per test split.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from pose_study import lifters as lifter_presets
 from pose_study import metrics, models
 from pose_study._io import write_json
 from pose_study._spec import load_spec_arg, provenance, spec_to_dict
+from pose_study.data import codecs
 from pose_study.data.batches import SplitTensors, sequential_batches
-from pose_study.data.formats import read_split
-from pose_study.predict import lift_ground_truth_2d, predict
+from pose_study.data.formats import PoseSplit, read_split
+from pose_study.lifters.inputs import MM_PER_M, lift, sequence_windows
+from pose_study.predict import back_project, crop_to_heatmap, heatmap_to_crop, network_maps
 from pose_study.skeletons import CANONICAL, ROOT
 from pose_study.train.checkpoint import load_weights
 from pose_study.train.loop import resolve_device
 
 log = logging.getLogger(__name__)
+
+END_TO_END = "end_to_end"  # spec.primary naming the lifter stored inside the evaluated model.pt
+LIFT_BATCH = 1024  # samples per lifter forward pass (at least; lifters are small)
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,12 @@ class EvaluateSpec:
         flip_test: Average with the horizontally flipped image's prediction.
         device: ``auto``, ``cpu`` or ``cuda[:i]``.
         examples: Best and worst samples kept for the report (each).
+        lifters: Names of the lifters given with ``--lifter NAME=PATH``, in that order
+            (e.g. ``mlp_tiny/scratch``); each is scored on every 3D test split.
+        primary: The lifter whose 3D becomes the run's own prediction: one of ``lifters`` or
+            ``end_to_end`` (the lifter inside ``--weights``); None keeps the network's depth maps.
+        beta: Soft-argmax sharpness turning the detector's heatmaps into lifter input.
+        heatmap_sigma: σ in heatmap pixels of the ground-truth Gaussian heatmaps given to heatmap lifters.
     """
 
     model: str
@@ -58,6 +79,20 @@ class EvaluateSpec:
     flip_test: bool = False
     device: str = "auto"
     examples: int = 3
+    lifters: tuple[str, ...] = ()
+    primary: str | None = None
+    beta: float = 100.0
+    heatmap_sigma: float = 0.75
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lifters", tuple(self.lifters))
+        if len(set(self.lifters)) != len(self.lifters):
+            raise ValueError(f"spec.lifters names a lifter twice: {list(self.lifters)}")
+        if self.primary is not None and self.primary not in (*self.lifters, END_TO_END):
+            raise ValueError(f"spec.primary {self.primary!r} must be one of spec.lifters "
+                             f"{list(self.lifters)} or {END_TO_END!r}")
+        if self.beta <= 0 or self.heatmap_sigma <= 0:
+            raise ValueError(f"spec.beta and spec.heatmap_sigma must be > 0, got {self.beta}, {self.heatmap_sigma}")
 
 
 @dataclass
@@ -71,33 +106,62 @@ class Outputs:
     lifted_3d: np.ndarray | None = None
     gt_3d: np.ndarray | None = None
     valid_3d: np.ndarray | None = None
+    soft_2d: np.ndarray | None = None
+    heatmaps: np.ndarray | None = None
 
 
 def run(spec: EvaluateSpec, weights: Path, tests: list[Path], outs: list[Path],
-        train_2d: Path | None = None, train_3d: Path | None = None) -> None:
-    """Evaluate ``weights`` on each of ``tests``, writing the matching file of ``outs``."""
+        train_2d: Path | None = None, train_3d: Path | None = None,
+        lifter_weights: list[tuple[str, Path]] | None = None) -> None:
+    """Evaluate ``weights`` on each of ``tests``, writing the matching file of ``outs``.
+
+    ``lifter_weights`` are the ``--lifter NAME=PATH`` pairs; their names must be ``spec.lifters``.
+    """
     if len(tests) != len(outs):
         raise ValueError(f"{len(tests)} --test splits but {len(outs)} --out files; give one --out per --test")
     device = resolve_device(spec.device)
     model = models.build_model(spec.model).to(device)
     load_weights(weights, model, spec.model)
     model.eval()
+    lifters = load_lifters(spec, weights, lifter_weights or [], device)
     mean_2d = _mean_pose(train_2d, "2d")
     mean_3d = _mean_pose(train_3d, "3d")
     for test, out in zip(tests, outs):
-        write_json(out, evaluate_split(model, spec, test, mean_2d, mean_3d, testset=out.stem))
+        write_json(out, evaluate_split(model, spec, test, mean_2d, mean_3d, testset=out.stem, lifters=lifters))
         log.info("wrote %s", out)
 
 
+def load_lifters(spec: EvaluateSpec, weights: Path, given: list[tuple[str, Path]],
+                 device: torch.device) -> dict[str, torch.nn.Module]:
+    """The ``--lifter`` weight files by name (checked against ``spec.lifters``), plus ``end_to_end``
+    (the lifter inside ``weights``) when it is the primary; each in eval mode on ``device``."""
+    names = [name for name, _ in given]
+    if names != list(spec.lifters):
+        raise ValueError(f"--lifter names {names} must be spec.lifters {list(spec.lifters)}, in that order")
+    paths = dict(given)
+    if spec.primary == END_TO_END:
+        paths[END_TO_END] = weights
+    return {name: lifter_presets.load_lifter(path).to(device).eval() for name, path in paths.items()}
+
+
 def evaluate_split(model: torch.nn.Module, spec: EvaluateSpec, test: Path,
-                   mean_2d: np.ndarray | None, mean_3d: np.ndarray | None, testset: str) -> dict:
-    """The result document for one test split; ``testset`` is its name in the study (``{dataset}_{split}``)."""
+                   mean_2d: np.ndarray | None, mean_3d: np.ndarray | None, testset: str,
+                   lifters: dict[str, torch.nn.Module] | None = None) -> dict:
+    """The result document for one test split; ``testset`` is its name in the study (``{dataset}_{split}``).
+
+    ``lifters`` maps each name of ``spec.lifters`` (and ``end_to_end`` when primary) to its module.
+    """
     split = read_split(test)  # one read: the tensors below and the metadata (head boxes, actions)
     data = SplitTensors(split, next(model.parameters()).device)
-    outputs = _predict_all(model, data, spec)
+    lifters = lifters or {}
+    keep_maps = any(lifter.input_kind == "heatmaps" for lifter in lifters.values())
+    outputs = _predict_all(model, data, spec, keep_maps)
+    lifted = lift_all(lifters, outputs, split, spec) if outputs.pred_3d is not None else {}
+    if spec.primary is not None and lifted:
+        outputs = replace(outputs, pred_3d=lifted[spec.primary]["detected"], lifted_3d=lifted[spec.primary]["gt_2d"])
     scores = score_outputs(outputs, split.head_box, split.info.skeleton)
     primary = "mpjpe" if outputs.pred_3d is not None else next(iter(scores))
-    return {
+    doc = {
         "model": spec.model, "run": spec.run, "testset": testset, "dataset": split.info.dataset,
         "split": split.info.split, "source": split.info.source, "skeleton": split.info.skeleton,
         "samples": len(split), "flip_test": spec.flip_test, "kind": "3d" if split.has_3d else "2d",
@@ -108,6 +172,46 @@ def evaluate_split(model: torch.nn.Module, spec: EvaluateSpec, test: Path,
         "examples": examples(scores[primary], outputs, spec.examples, higher_is_better=primary.startswith("pck")),
         "spec": spec_to_dict(spec), "provenance": provenance(),
     }
+    if spec.lifters and lifted:
+        doc["lifters"] = {name: {source: _summary(_with_3d(outputs, pose), split)
+                                 for source, pose in lifted[name].items()} for name in spec.lifters}
+    return doc
+
+
+def lift_all(lifters: dict[str, torch.nn.Module], o: Outputs, split: PoseSplit,
+             spec: EvaluateSpec) -> dict[str, dict[str, np.ndarray]]:
+    """Every lifter's 3D (camera mm at the true root) from the detector's 2D and from the true 2D.
+
+    Returns:
+        ``{name: {"detected": [N, K, 3], "gt_2d": [N, K, 3]}}``.
+    """
+    valid = torch.as_tensor(o.valid_2d)
+    truth_maps = None
+    if o.heatmaps is not None:
+        truth_maps = gt_heatmaps(o.gt_2d, o.valid_2d, o.heatmaps.shape[-2:], spec.heatmap_sigma)
+    inputs = {"detected": (torch.as_tensor(o.soft_2d), o.heatmaps), "gt_2d": (torch.as_tensor(o.gt_2d), truth_maps)}
+    root = o.gt_3d[:, ROOT:ROOT + 1]
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, lifter in tqdm(lifters.items(), desc=f"lift {split.info.dataset}/{split.info.split}", unit="lifter",
+                             disable=None):
+        windows = sequence_windows(split.clip, split.frame, lifter.frames) if lifter.frames > 1 else None
+        out[name] = {}
+        for source, (joints, maps) in inputs.items():
+            maps = torch.as_tensor(maps) if lifter.input_kind == "heatmaps" else None
+            pose = lift(lifter, joints.float(), valid, heatmaps=maps, windows=windows,
+                        batch_size=max(spec.batch_size, LIFT_BATCH))
+            out[name][source] = pose.numpy().astype(np.float64) * MM_PER_M + root
+    return out
+
+
+def gt_heatmaps(joints_2d: np.ndarray, valid: np.ndarray, size: tuple[int, int], sigma: float) -> np.ndarray:
+    """[N, K, H, W] Gaussian heatmaps (peak 1) at crop-pixel joints, in the detector's map geometry."""
+    coords = crop_to_heatmap(torch.as_tensor(joints_2d, dtype=torch.float32))
+    return codecs.encode_heatmaps(coords, torch.as_tensor(valid), tuple(size), sigma).numpy()
+
+
+def _with_3d(o: Outputs, pose: np.ndarray) -> Outputs:
+    return Outputs(o.pred_2d, o.gt_2d, o.valid_2d, pose, None, o.gt_3d, o.valid_3d)
 
 
 def score_outputs(o: Outputs, head_box: np.ndarray | None, skeleton: str) -> dict[str, metrics.Score]:
@@ -160,17 +264,26 @@ def examples(score: metrics.Score, o: Outputs, count: int, higher_is_better: boo
 
 
 @torch.no_grad()
-def _predict_all(model: torch.nn.Module, data: SplitTensors, spec: EvaluateSpec) -> Outputs:
+def _predict_all(model: torch.nn.Module, data: SplitTensors, spec: EvaluateSpec, keep_maps: bool = False) -> Outputs:
+    """One forward pass per batch: standard decode (2D, depth-map 3D, depth at the true 2D) and, on
+    3D splits, the soft-argmax 2D (and with ``keep_maps`` the last heatmaps) that lifters read."""
     parts: dict[str, list[np.ndarray]] = {}
     batches = list(sequential_batches(len(data), spec.batch_size))
     for index in tqdm(batches, desc=f"evaluate {data.info.dataset}/{data.info.split}", unit="batch",
                       disable=None):
         batch = data.gather(index)
-        pred = predict(model, batch, spec.flip_test)
-        got = {"pred_2d": pred.joints_2d, "gt_2d": batch.joints_2d, "valid_2d": batch.valid_2d}
+        heatmaps, depth_maps = network_maps(model, batch.images, spec.flip_test)
+        coords, _ = codecs.decode_heatmaps(heatmaps)
+        pred_2d = heatmap_to_crop(coords)
+        got = {"pred_2d": pred_2d, "gt_2d": batch.joints_2d, "valid_2d": batch.valid_2d}
         if data.has_3d:
-            got.update(pred_3d=pred.joints_3d, lifted_3d=lift_ground_truth_2d(model, batch),
-                       gt_3d=batch.joints_3d, valid_3d=batch.valid_3d)
+            pred_3d = back_project(pred_2d, codecs.sample_maps(depth_maps, coords), batch)
+            at_truth = codecs.sample_maps(depth_maps, crop_to_heatmap(batch.joints_2d))
+            got.update(pred_3d=pred_3d, lifted_3d=back_project(batch.joints_2d, at_truth, batch),
+                       gt_3d=batch.joints_3d, valid_3d=batch.valid_3d,
+                       soft_2d=heatmap_to_crop(codecs.soft_argmax(heatmaps, spec.beta)))
+            if keep_maps:
+                got["heatmaps"] = heatmaps
         for name, value in got.items():
             parts.setdefault(name, []).append(value.float().cpu().numpy() if value.is_floating_point()
                                               else value.cpu().numpy())
@@ -231,7 +344,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="result JSON for the matching --test; repeatable")
     parser.add_argument("--train-2d", type=Path, help="2D training split for the mean-pose baseline")
     parser.add_argument("--train-3d", type=Path, help="3D training split for the mean-pose baseline")
+    parser.add_argument("--lifter", action="append", default=[], metavar="NAME=PATH", type=_lifter_arg,
+                        help="a lifter weight file scored on every 3D test split; repeatable, names in "
+                             "spec.lifters order (e.g. mlp_tiny/scratch=results/.../model.pt)")
+
+
+def _lifter_arg(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"--lifter {text!r}: expected NAME=PATH")
+    return name, Path(path)
 
 
 def main(args: argparse.Namespace) -> None:
-    run(load_spec_arg(EvaluateSpec, args.spec), args.weights, args.test, args.out, args.train_2d, args.train_3d)
+    run(load_spec_arg(EvaluateSpec, args.spec), args.weights, args.test, args.out, args.train_2d, args.train_3d,
+        args.lifter)
