@@ -149,13 +149,14 @@ def train_and_write(stage: str, spec: Any, run: PoseTraining, schedule: Schedule
 # --- this stage -----------------------------------------------------------------------------------
 
 
-def sequence_loss(model: nn.Module, batch: PoseBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: ARG001
+def sequence_loss(model: nn.Module, batch: PoseBatch,
+                  generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: ARG001
     """Sequence lifters: pose + bone-vector L2 on the whole window and its centre frame (APTPose)."""
     from pose_study.lifters.pretraining import sequence_pose_loss
 
     x, valid = lifter_inputs(model, batch)
     target = relative_3d(batch.joints_3d, batch.valid_3d)
-    return sequence_pose_loss(model.forward_sequence(x, valid), target, batch.valid_3d)
+    return sequence_pose_loss(model(x, valid, sequence=True), target, batch.valid_3d)
 
 
 def initial_lifter(spec: TrainLifterSpec, init_weights: Path | None) -> nn.Module:
@@ -184,7 +185,7 @@ def run(spec: TrainLifterSpec, train_3d: Path, val_3d: Path, out: _training.Trai
     if not train.has_3d or not val.has_3d:
         raise ValueError(f"train_lifter needs 3D labels in both splits: {train_3d} and {val_3d}")
     prior = _training.read_prior(init_metrics)
-    loss = sequence_loss if model.frames > 1 else centre_mse_loss
+    loss = sequence_loss if hasattr(model, "forward_sequence") else centre_mse_loss
     run_ = PoseTraining(model, loss, sampler(train, model.frames),
                         lambda m: validate_lifter(m, val, spec.loop.eval_samples),
                         flops_per_sample(model, val.crop_size), (prior or {}).get("train_flops", 0.0),

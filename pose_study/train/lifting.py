@@ -109,8 +109,8 @@ class Schedule:
 def flip_batch(batch: PoseBatch, flip: torch.Tensor) -> PoseBatch:
     """Mirror the samples where ``flip`` ([B] bool) is True: 2D about the crop centre, 3D x → −x.
 
-    Left and right joints swap (``CANONICAL.flip_permutation``) and the intrinsics change so that
-    the flipped 2D joints stay the projection of the flipped 3D joints.
+    Left and right joints swap (``CANONICAL.flip_permutation``) and the intrinsics of 3D samples
+    change so that the flipped 2D joints stay the projection of the flipped 3D joints.
     """
     perm = torch.as_tensor(CANONICAL.flip_permutation(), device=batch.joints_2d.device)
     last = batch.crop_size - 1.0  # pixel centres at integers: x ↦ (S − 1) − x
@@ -121,9 +121,10 @@ def flip_batch(batch: PoseBatch, flip: torch.Tensor) -> PoseBatch:
     j3 = batch.joints_3d[:, :, perm] * negate_x
     k = mirror @ batch.intrinsics * negate_x  # K' = F K diag(-1, 1, 1)
     f2, f3 = flip[:, None, None, None], flip[:, None, None]
+    camera = (flip & batch.is_3d)[:, None, None, None]  # 2D-only samples keep their identity intrinsics
     return PoseBatch(torch.where(f2, j2, batch.joints_2d), torch.where(f3, batch.valid_2d[:, :, perm], batch.valid_2d),
                      torch.where(f2, j3, batch.joints_3d), torch.where(f3, batch.valid_3d[:, :, perm], batch.valid_3d),
-                     torch.where(f2, k, batch.intrinsics), batch.is_3d, batch.crop_size)
+                     torch.where(camera, k, batch.intrinsics), batch.is_3d, batch.crop_size)
 
 
 def augment(batch: PoseBatch, noise_px: float, flip: bool, generator: torch.Generator) -> PoseBatch:
@@ -174,7 +175,8 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) ->
     return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-def centre_mse_loss(model: nn.Module, batch: PoseBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: ARG001
+def centre_mse_loss(model: nn.Module, batch: PoseBatch,
+                    generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: ARG001
     """The single-frame lifter loss: MSE (metres) of the centre frame's root-relative 3D joints."""
     x, valid = lifter_inputs(model, batch)
     target, target_valid = centre_targets(batch)

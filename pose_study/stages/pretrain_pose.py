@@ -1,0 +1,207 @@
+"""Stage ``pretrain_pose``: pre-training a lifter from poses alone (no images).
+
+* ``apt`` lifters (APTPose, Yang et al.): hierarchical masked pose modeling on 2D pose sequences of
+  the 3D training split (``lifters.pretraining.apt_pretrain_loss``: λ_3D · 3D reconstruction +
+  λ_2D · reprojection). With ``--train-2d`` datasets, half of every batch are 2D-only images made
+  into short sequences by repetition with noise and jitter (``sequences_from_images``), supervised
+  by reprojection only.
+* ``mpt`` lifters (MPT, Lin et al.): Gaussian heatmaps synthesised from the 3D training poses through
+  random virtual cameras, with masked joints, noise and jitter (``mpt_pretrain_loss``).
+
+Validation: MPJPE (mm, root-relative) on the validation split from ground-truth 2D (apt: windows of
+the split's clips; mpt: Gaussian heatmaps of σ = ``heatmap_sigma`` at the ground-truth joints).
+Outputs as ``train_lifter``: ``model.pt`` (``lifters.save_lifter``), ``metrics.json`` (stage
+``pretrain_pose``), ``curve.csv``, ``spec.json``; resume state in ``--checkpoint-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pose_study import lifters
+from pose_study._spec import load_spec_arg
+from pose_study.data.batches import random_indices
+from pose_study.data.poses import PoseData
+from pose_study.lifters.batch import PoseBatch
+from pose_study.lifters.masks import MASK_LEVELS
+from pose_study.stages import _training
+from pose_study.stages.train_lifter import (flops_per_sample, freeze_options, input_identity, sampler, setup,
+                                            train_and_write)
+from pose_study.train.lifting import PoseLoopSpec, PoseTraining, Schedule, validate_lifter
+from pose_study.train.loop import fingerprint
+
+KINDS = ("apt", "mpt")  # the lifter kinds this stage pre-trains
+
+
+@dataclass(frozen=True)
+class PretrainPoseSpec:
+    """Resolved settings of one pose pre-training run.
+
+    Attributes:
+        lifter: Preset name of kind ``apt`` or ``mpt`` (``pose_study.lifters.LIFTERS``).
+        steps: Optimiser steps.
+        lr: Initial Adam learning rate.
+        lr_steps: Fractions of ``steps`` after which the LR drops ×``loop.lr_decay``.
+        batch_size: Samples (sequences for apt) per step.
+        mask_levels: APTPose mask levels in use (``lifters.masks.MASK_LEVELS``; empty: no masking).
+        mask_ratio: Share of joints masked (APTPose levels; MPT masked-joint modeling).
+        lambda_3d: Weight of the 3D reconstruction loss.
+        lambda_2d: Weight of the 2D reprojection loss.
+        noise_px: Gaussian noise on every 2D joint of the input sequences (apt), crop px.
+        jitter_px: σ of the per-frame shift of image sequences (apt) or the per-joint peak shift of
+            synthetic heatmaps (mpt), crop px.
+        heatmap_sigma: Gaussian σ of synthetic heatmaps, heatmap px (mpt).
+        heatmap_noise: σ of the additive per-pixel noise on synthetic heatmaps of peak 1 (mpt).
+        options: Lifter ablation options (``lifters.OPTIONS``) as sorted (key, value) pairs.
+        loop: Loop settings.
+    """
+
+    lifter: str
+    steps: int = 2000
+    lr: float = 1e-3
+    lr_steps: tuple[float, ...] = (0.75,)
+    batch_size: int = 256
+    mask_levels: tuple[str, ...] = MASK_LEVELS
+    mask_ratio: float = 0.3
+    lambda_3d: float = 1.0
+    lambda_2d: float = 0.5
+    noise_px: float = 1.0
+    jitter_px: float = 2.0
+    heatmap_sigma: float = 0.75
+    heatmap_noise: float = 0.05
+    options: tuple[tuple[str, Any], ...] = ()
+    loop: PoseLoopSpec = field(default_factory=PoseLoopSpec)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", freeze_options(self.options, "PretrainPoseSpec"))
+        object.__setattr__(self, "mask_levels", tuple(self.mask_levels))
+        preset = lifters.resolve_preset(self.lifter, dict(self.options))
+        if preset.kind not in KINDS:
+            raise ValueError(f"pretrain_pose pre-trains lifters of kind {KINDS}; {self.lifter!r} is {preset.kind!r}")
+        unknown = sorted(set(self.mask_levels) - set(MASK_LEVELS))
+        if unknown:
+            raise ValueError(f"unknown mask level(s) {unknown}; choices: {list(MASK_LEVELS)}")
+        if not 0 <= self.mask_ratio <= 1:
+            raise ValueError(f"mask_ratio must be in [0, 1], got {self.mask_ratio}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be ≥ 1, got {self.steps} and {self.batch_size}")
+        if min(self.lambda_3d, self.lambda_2d, self.noise_px, self.jitter_px, self.heatmap_noise) < 0:
+            raise ValueError("lambda_3d, lambda_2d, noise_px, jitter_px and heatmap_noise must be ≥ 0")
+        if self.heatmap_sigma <= 0:
+            raise ValueError(f"heatmap_sigma must be > 0, got {self.heatmap_sigma}")
+
+    @property
+    def kind(self) -> str:
+        return lifters.resolve_preset(self.lifter, dict(self.options)).kind
+
+
+# --- losses and samplers --------------------------------------------------------------------------
+
+
+def apt_loss(spec: PretrainPoseSpec):
+    """``(model, batch, generator) -> terms``: APTPose masked pose modeling."""
+
+    def loss(model: nn.Module, batch: PoseBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        from pose_study.lifters import pretraining
+
+        return pretraining.apt_pretrain_loss(model, batch, levels=spec.mask_levels, ratio=spec.mask_ratio,
+                                             lambda_3d=spec.lambda_3d, lambda_2d=spec.lambda_2d, generator=generator)
+
+    return loss
+
+
+def mpt_loss(spec: PretrainPoseSpec):
+    """``(model, batch, generator) -> terms``: MPT heatmaps from 3D poses through random virtual cameras."""
+
+    def loss(model: nn.Module, batch: PoseBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        from pose_study.lifters import pretraining
+
+        return pretraining.mpt_pretrain_loss(model, batch, mask_ratio=spec.mask_ratio, sigma=spec.heatmap_sigma,
+                                             jitter_px=spec.jitter_px, noise_std=spec.heatmap_noise,
+                                             lambda_3d=spec.lambda_3d, lambda_2d=spec.lambda_2d, generator=generator)
+
+    return loss
+
+
+def mixed_sampler(spec: PretrainPoseSpec, train_3d: PoseData, images: PoseData, frames: int):
+    """Half of every batch from the 3D sequences, half from 2D images made into ``frames``-long sequences.
+
+    The images' frames get jitter here; per-joint noise (``noise_px``) comes from the loop, as for
+    the 3D sequences.
+    """
+    from_3d = sampler(train_3d, frames)
+
+    def sample(batch_size: int, generator: torch.Generator) -> PoseBatch:
+        from pose_study.lifters import pretraining
+
+        n3 = batch_size - batch_size // 2
+        single = images.gather(random_indices(len(images), batch_size - n3, generator))
+        made = pretraining.sequences_from_images(single, frames, 0.0, spec.jitter_px, generator)
+        return concat_pose_batches([from_3d(n3, generator), made])
+
+    return sample
+
+
+def concat_pose_batches(batches: list[PoseBatch]) -> PoseBatch:
+    """One batch of the samples of ``batches`` (same frames and crop size)."""
+    sizes = {b.crop_size for b in batches}
+    if len(sizes) != 1:
+        raise ValueError(f"batches of different crop sizes {sorted(sizes)} cannot be mixed")
+    names = ("joints_2d", "valid_2d", "joints_3d", "valid_3d", "intrinsics", "is_3d")
+    return PoseBatch(*(torch.cat([getattr(b, n) for b in batches]) for n in names), sizes.pop())
+
+
+def concat_pose_data(parts: list[PoseData]) -> PoseData:
+    """Several single-frame splits as one (2D-only image pools); keeps the first split's info."""
+    if len({p.crop_size for p in parts}) != 1:
+        raise ValueError(f"2D datasets of different crop sizes {sorted({p.crop_size for p in parts})}")
+    names = ("joints_2d", "valid_2d", "joints_3d", "valid_3d", "intrinsics", "is_3d")
+    return PoseData(parts[0].info, *(torch.cat([getattr(p, n) for p in parts]) for n in names), parts[0].crop_size)
+
+
+# --- the stage ------------------------------------------------------------------------------------
+
+
+def run(spec: PretrainPoseSpec, train_3d: Path, val_3d: Path, train_2d: list[Path] | None,
+        out: _training.TrainOutputs) -> dict:
+    """Pre-train ``spec.lifter``; returns the metrics written to ``out.metrics``."""
+    device = setup(spec.loop)
+    model = lifters.build_lifter(spec.lifter, options=dict(spec.options)).to(device)
+    frames = model.frames
+    train = PoseData.load(train_3d, device, frames)
+    val = PoseData.load(val_3d, device, frames)
+    if not train.has_3d or not val.has_3d:
+        raise ValueError(f"pretrain_pose needs 3D labels in both splits: {train_3d} and {val_3d}")
+    images = [PoseData.load(p, device) for p in train_2d or []]
+    if spec.kind == "apt":
+        sample = mixed_sampler(spec, train, concat_pose_data(images), frames) if images else sampler(train, frames)
+        loss, noise = apt_loss(spec), spec.noise_px
+    else:
+        sample, loss, noise = sampler(train, 1), mpt_loss(spec), 0.0  # mpt: noise goes on the heatmaps
+    run_ = PoseTraining(model, loss, sample,
+                        lambda m: validate_lifter(m, val, spec.loop.eval_samples, spec.heatmap_sigma),
+                        flops_per_sample(model, val.crop_size), 0.0,
+                        fingerprint(spec, {"inputs": input_identity(train, val, *images)}))
+    schedule = Schedule("pretrain_pose", spec.steps, spec.lr, spec.lr_steps, spec.batch_size, noise)
+    extra = {"dataset_3d": train.info.dataset, "datasets_2d": [p.info.dataset for p in images]}
+    return train_and_write("pretrain_pose", spec, run_, schedule, val, out, None, extra)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", required=True, help="PretrainPoseSpec as inline JSON or a spec.json path")
+    parser.add_argument("--train-3d", type=Path, required=True, help="3D training split (.h5): the poses")
+    parser.add_argument("--val-3d", type=Path, required=True, help="3D validation split (.h5)")
+    parser.add_argument("--train-2d", type=Path, action="append", default=[],
+                        help="2D training split (.h5), repeatable: extra 2D-only sequences (apt lifters)")
+    _training.add_output_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> None:
+    run(load_spec_arg(PretrainPoseSpec, args.spec), args.train_3d, args.val_3d, args.train_2d,
+        _training.outputs_from_args(args))
