@@ -119,12 +119,17 @@ def compute_figure(res: StudyResults) -> Figure | None:
     d2, d3 = res.training_sets
     c = res.curves[(res.curves["stage"] == "finetune_3d") & (res.curves["dataset_2d"] == d2)
                    & (res.curves["dataset_3d"] == d3)]
+    if c.empty:
+        return None
+    reference = c[c["arm"] == res.baseline_arm] if res.baseline_arm in set(c["arm"]) else c
+    metric = str(reference["val_metric"].iloc[0])
+    c = c[c["val_metric"] == metric]  # one y axis: arms validated with another metric are left out
     models = [m for m in res.models if m in set(c["model"])]
     if not models:
         return None
     fig, axes = new_figure(4.6 * len(models), 3.8, 1, len(models), sharey=True)
     colours = arm_colours(res.arms)
-    style = metric_style(str(c["val_metric"].iloc[0]))
+    style = metric_style(metric)
     for ax, model in zip(axes[0], models):
         for arm in res.arms:
             part = c[(c["model"] == model) & (c["arm"] == arm)]
@@ -155,6 +160,39 @@ def _pretraining_mark(ax: Axes, curve: pd.DataFrame, colour: str) -> None:
     prior = float((curve["flops_total"] - curve["flops"]).mean()) if len(curve) else 0.0
     if prior > 0:
         ax.axvline(prior, color=colour, linestyle=":", linewidth=1.5, label="pre-training done")
+
+
+# --- error vs total training compute, every run ---------------------------------------------------
+
+MODEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def strategies_figure(res: StudyResults) -> Figure | None:
+    """MPJPE on the primary test set against total training FLOPs (all stages), one point per run."""
+    if not res.primary_test:
+        return None
+    style = metric_style("mpjpe")
+    frame = res.scores(res.primary_test, "mpjpe").merge(
+        res.total_flops()[["run", "value"]].rename(columns={"value": "flops"}), on="run").dropna(subset=["value", "flops"])
+    if frame.empty:
+        return None
+    fig, axes = new_figure(7.5, 4.6)
+    ax, colours = axes[0][0], arm_colours(res.arms)
+    markers = dict(zip(res.models, MODEL_MARKERS * (len(res.models) // len(MODEL_MARKERS) + 1)))
+    for arm in res.arms:
+        for model in res.models:
+            part = frame[(frame["arm"] == arm) & (frame["model"] == model)]
+            if not part.empty:
+                ax.scatter(part["flops"], part["value"] * style.scale, color=colours[arm], marker=markers[model],
+                           s=46, edgecolors="white", linewidths=0.6, label=f"{arm_label(arm)} · {model}")
+    ax.set_xscale("log")
+    test = res.primary_test
+    ax.set(xlabel="training FLOPs, all stages (log scale)", ylabel=f"{style.label} · {test}",
+           title=f"{test}{world_suffix(res, test)}")
+    ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    alt = ("MPJPE on the primary test set against total training FLOPs including pre-training and lifter "
+           "training, one point per run, coloured by arm, marker by model.")
+    return Figure("strategies", encode(fig), alt)
 
 
 # --- cross-dataset matrix -------------------------------------------------------------------------

@@ -137,6 +137,27 @@ def primary_lifter(config: dict, arm: str) -> str | None:
             "heatmap": END_TO_END}[lifted_by]
 
 
+def upstream_runs(config: dict, key: RunKey) -> list[RunKey]:
+    """The runs a ``finetune_3d`` run's 3D prediction depends on (same seed and training sets): the
+    2D pre-training run its detector starts from, the frozen guide lifters in its loss, the lifter
+    that lifts it, and the pose pre-training behind that lifter. Their training compute is the
+    arm's cost beside the run's own."""
+    arm, s = ARMS[key.arm], lifter_settings(config)
+    out = []
+    if arm.detector_init == PRETRAIN_STAGE:
+        out.append(RunKey(PRETRAIN_STAGE, "", key.model, key.dataset_2d, "", key.seed))
+    guides = {"none": [], "first": s["guide"][:1], "all": list(s["guide"])}[arm.guides]
+    if arm.lifted_by == "guide":
+        guides = guides or s["guide"][:1]
+    out += [RunKey(LIFTER_STAGE, "scratch", lifter, "", key.dataset_3d, key.seed) for lifter in guides]
+    if arm.lifted_by == "sequence":
+        out += [RunKey(POSE_PRETRAIN_STAGE, "", s["sequence"], "", key.dataset_3d, key.seed),
+                RunKey(LIFTER_STAGE, "pretrain_pose", s["sequence"], "", key.dataset_3d, key.seed)]
+    if arm.lifted_by == "heatmap":
+        out.append(RunKey(POSE_PRETRAIN_STAGE, "", s["heatmap"], "", key.dataset_3d, key.seed))
+    return out
+
+
 def expected_runs(config: dict) -> list[RunKey]:
     """Every training run the config asks for, upstream first: 2D pre-training, pose pre-training,
     lifter training, then fine-tuning runs."""

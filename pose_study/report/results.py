@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from pose_study.arms import ARMS
 from pose_study.config import Study
 from pose_study.report import matrix, tidy
 
@@ -54,6 +56,18 @@ class StudyResults:
     def compared_arms(self) -> list[str]:
         """Arms compared against the baseline arm (empty without a baseline)."""
         return [a for a in self.arms if a != self.baseline_arm] if self.baseline_arm else []
+
+    @property
+    def lifter_arms(self) -> list[str]:
+        """Arms whose 3D pose comes from a lifter (scored through every study lifter)."""
+        return [a for a in self.arms if a in ARMS and ARMS[a].uses_lifters]
+
+    def evaluation_lifters(self) -> list[str]:
+        """Lifter names scored by the lifter arms' evaluations: the config's, then any other found."""
+        names = matrix.evaluation_lifters(self.config) if self.lifter_arms else []
+        prefix = tidy.lifter_variant("")
+        found = {v[len(prefix):] for v in self.metrics["variant"].dropna().unique() if str(v).startswith(prefix)}
+        return names + sorted(found - set(names))
 
     @property
     def tests_3d(self) -> list[str]:
@@ -121,9 +135,27 @@ class StudyResults:
         return r[[*tidy.ID_COLUMNS, "params", "forward_flops_per_image", "total_device_hours",
                   "total_train_flops"]].rename(columns={"total_device_hours": "value"}).reset_index(drop=True)
 
+    def total_flops(self) -> pd.DataFrame:
+        """Finished fine-tuning runs: identity and ``value`` = training FLOPs of the run and of every
+        run its prediction depends on (``matrix.upstream_runs``: pre-training, lifters), each counted
+        once from its own ``train_flops``; NaN where one of them is missing."""
+        ok = self.runs[self.runs["status"] == "ok"]
+        own = dict(zip(ok["run"], ok["train_flops"].astype(float)))
+        rows = ok[(ok["stage"] == matrix.FINETUNE_STAGE) & self._on_training_sets(ok)]
+        values = [sum(own.get(k.path, math.nan) for k in [key, *matrix.upstream_runs(self.config, key)])
+                  for key in (matrix.RunKey(r.stage, r.arm, r.model, r.dataset_2d, r.dataset_3d, int(r.seed))
+                              for r in rows.itertuples())]
+        return rows[list(tidy.ID_COLUMNS)].assign(value=values).reset_index(drop=True)
+
+    def lifter_runs(self) -> pd.DataFrame:
+        """``runs.csv`` rows of the lifter training and pose pre-training runs (every status)."""
+        stages = (matrix.POSE_PRETRAIN_STAGE, matrix.LIFTER_STAGE)
+        return self.runs[self.runs["stage"].isin(stages)].reset_index(drop=True)
+
     def params(self) -> dict[str, float]:
-        """Parameters per model preset (from any finished run)."""
-        ok = self.runs[self.runs["status"] == "ok"].dropna(subset=["params"])
+        """Parameters per model preset (from any finished detector run)."""
+        detector = self.runs["stage"].isin((matrix.PRETRAIN_STAGE, matrix.FINETUNE_STAGE))
+        ok = self.runs[(self.runs["status"] == "ok") & detector].dropna(subset=["params"])
         return {str(m): float(p) for m, p in ok.groupby("model")["params"].first().items()}
 
     def missing_runs(self) -> pd.DataFrame:

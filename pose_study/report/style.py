@@ -1,8 +1,9 @@
 """Presentation conventions of the report: one colour per arm, metric names/units, number formats.
 
-Colours are the Okabe–Ito palette (safe for the common colour-vision deficiencies); an arm keeps
-its colour in every figure. Metrics are stored as the evaluate stage writes them (fractions for
-PCK-type metrics) and shown in the units below.
+Colours are the Okabe–Ito palette (safe for the common colour-vision deficiencies), one per arm of
+``pose_study.arms.ARMS`` in its order (the yellow, hard to see on white, is left out); an arm keeps
+its colour in every figure. Labels and sentence nouns come from the same table. Metrics are stored
+as the evaluate stage writes them (fractions for PCK-type metrics) and shown in the units below.
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pose_study.arms import ARMS
+
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-ARM_COLOURS = {"pretrained_2d": OKABE_ITO[0], "scratch": OKABE_ITO[1]}
-ARM_LABELS = {"pretrained_2d": "2D pre-trained", "scratch": "3D-only (scratch)"}
-ARM_NOUNS = {"pretrained_2d": "2D pre-training", "scratch": "3D-only training"}  # for sentences
+# ARMS order (scratch, pretrained_2d, ft_2d, l2d_single, l2d_multi, apt_pose, mpt) → palette entries;
+# scratch orange and pretrained_2d blue as in every earlier report.
+_ARM_PALETTE = (OKABE_ITO[1], OKABE_ITO[0], OKABE_ITO[2], OKABE_ITO[3], OKABE_ITO[4], OKABE_ITO[5], OKABE_ITO[7])
+ARM_COLOURS = dict(zip(ARMS, _ARM_PALETTE))
+ARM_LABELS = {name: arm.label for name, arm in ARMS.items()}
+ARM_NOUNS = {name: arm.noun for name, arm in ARMS.items()}  # for sentences
 BASELINE_COLOUR = "#555555"
 TRUTH_COLOUR = "#FFFFFF"
 SYNTHETIC_LABEL = "synthetic world"

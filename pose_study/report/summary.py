@@ -24,8 +24,12 @@ METRIC = "mpjpe"
 def question(res: StudyResults) -> str:
     """The study's question, naming its arms and primary test set."""
     test = res.primary_test or "the 3D test sets"
-    arms = " / ".join(arm_noun(a) for a in res.compared_arms) or "2D pre-training"
     world = f" ({SYNTHETIC_LABEL})" if res.source(test) == "synthetic" else ""
+    if len(res.compared_arms) > 1:
+        arms = ", ".join(arm_noun(a) for a in res.compared_arms[:-1]) + f" or {arm_noun(res.compared_arms[-1])}"
+        return (f"Which pre-training strategy — {arms} — gives better 3D pose than 3D-only training on "
+                f"{test}{world}, and what does each cost in compute?")
+    arms = " / ".join(arm_noun(a) for a in res.compared_arms) or "2D pre-training"
     return (f"Does {arms} give better 3D pose than 3D-only training on {test}{world}, "
             "and what does it cost in compute?")
 
@@ -62,12 +66,16 @@ def accuracy_sentence(res: StudyResults, arm: str) -> str:
 
 def compute_sentence(res: StudyResults, arm: str) -> str:
     """The compute cost ratio and the paired validation difference at equal compute."""
-    runs = res.compute()
-    flops = stats.paired_differences(runs.assign(value=runs["total_train_flops"]), arm, res.baseline_arm)
+    flops = stats.paired_differences(res.total_flops(), arm, res.baseline_arm).dropna(subset=["difference"])
     if flops.empty:
         return "Compute cannot be compared: no finished pair of runs."
     ratio = float((flops["arm_value"] / flops["baseline_value"]).mean())
-    text = (f"Counting pre-training, it used {ratio:.2f}× the training FLOPs of 3D-only training")
+    counted = "pre-training and lifter training" if arm in res.lifter_arms else "pre-training"
+    text = (f"Counting {counted}, it used {ratio:.2f}× the training FLOPs of 3D-only training")
+    metrics = _validation_metrics(res.curves, arm, res.baseline_arm)
+    if len(metrics) > 1:
+        return text + (f"; its validation curves measure {' and '.join(metrics)} against 3D-only training's, "
+                       "so they are not compared at equal compute.")
     equal = equal_compute_differences(res.curves, arm, res.baseline_arm, res.training_sets)
     if equal.empty or not np.isfinite(equal["difference"]).any():
         return text + ("; its pre-training alone exceeded the 3D-only budget, so no equal-compute point "
@@ -85,14 +93,15 @@ def equal_compute_differences(curves: pd.DataFrame, arm: str, baseline: str,
 
     Returns:
         Columns ``model``, ``seed``, ``arm_value``, ``baseline_value``, ``difference`` (NaN where the
-        arm has no curve point within the budget).
+        arm has no curve point within the budget). Pairs whose curves measure different validation
+        metrics are left out.
     """
     c = curves[(curves["stage"] == "finetune_3d") & (curves["dataset_2d"] == training_sets[0])
                & (curves["dataset_3d"] == training_sets[1])]
     rows = []
     for (model, seed), part in c.groupby(["model", "seed"], sort=True):
         mine, base = part[part["arm"] == arm], part[part["arm"] == baseline]
-        if mine.empty or base.empty:
+        if mine.empty or base.empty or set(mine["val_metric"]) != set(base["val_metric"]):
             continue
         base = base.sort_values("flops_total")
         budget = float(base["flops_total"].iloc[-1])
@@ -102,6 +111,12 @@ def equal_compute_differences(curves: pd.DataFrame, arm: str, baseline: str,
         rows.append({"model": model, "seed": seed, "arm_value": value, "baseline_value": reference,
                      "difference": value - reference})
     return pd.DataFrame(rows, columns=["model", "seed", "arm_value", "baseline_value", "difference"])
+
+
+def _validation_metrics(curves: pd.DataFrame, arm: str, baseline: str) -> list[str]:
+    """The distinct validation metrics of the two arms' fine-tuning curves (one when comparable)."""
+    part = curves[(curves["stage"] == "finetune_3d") & curves["arm"].isin([arm, baseline])]
+    return sorted(set(part["val_metric"].dropna().astype(str)))
 
 
 def _ci_text(interval: stats.Interval) -> str:

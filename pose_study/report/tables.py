@@ -99,7 +99,7 @@ def headline(res: StudyResults) -> Table:
             cells = [interval_cell(_over_seeds(values[c.key], arm, model), c.style,
                                    {"arm": arm, "model": model, "column": c.key, "kind": "mean"})
                      for c in columns]
-            seeds = _finished_seeds(res, arm, model)
+            seeds = finished_seeds(res, arm, model)
             table.add([Cell(model), Cell(size), Cell(arm_label(arm), f"arm arm-{arm}"),
                        Cell(f"{seeds}/{len(res.config['seeds'])}"), *cells])
         for arm in res.compared_arms:
@@ -116,12 +116,12 @@ def _difference_row(res: StudyResults, columns: list[Column], values: dict[str, 
         interval = stats.t_interval(pairs["difference"])
         data = {"arm": arm, "model": model, "column": c.key, "kind": "difference"}
         cell = interval_cell(interval, c.style, data, signed=True)
-        cells.append(Cell(cell.text, _verdict(interval, c.style), cell.title, cell.data))
+        cells.append(Cell(cell.text, verdict(interval, c.style), cell.title, cell.data))
     label = f"Δ {arm_label(arm)} − {arm_label(res.baseline_arm)} (paired by seed)"
     return [Cell(model), Cell(""), Cell(label, "delta"), Cell(""), *cells]
 
 
-def _verdict(interval: stats.Interval, style: MetricStyle) -> str:
+def verdict(interval: stats.Interval, style: MetricStyle) -> str:
     """``better``/``worse`` when the whole interval lies on one side of 0, else no class."""
     if interval.n < 2 or not math.isfinite(interval.low) or style is COMPUTE_STYLE:
         return ""
@@ -180,7 +180,7 @@ def _over_seeds(frame: pd.DataFrame, arm: str, model: str) -> stats.Interval:
     return stats.t_interval(frame.loc[(frame["arm"] == arm) & (frame["model"] == model), "value"])
 
 
-def _finished_seeds(res: StudyResults, arm: str, model: str) -> int:
+def finished_seeds(res: StudyResults, arm: str, model: str) -> int:
     r = res.runs
     return int(((r["stage"] == "finetune_3d") & (r["arm"] == arm) & (r["model"] == model)
                 & (r["status"] == "ok")).sum())

@@ -7,7 +7,9 @@ reference numbers (``reports/reference_results.yaml``).
 
 Output: one self-contained HTML page (jinja2, autoescaped; figures as base64 PNG; inline CSS; no
 script and no external request, enforced by a Content-Security-Policy). Sections: question and
-answer, missing runs (when any), headline table, error vs model size, error vs compute, the
+answer, missing runs (when any), headline table, pre-training strategies (studies with lifter
+arms: every arm at its full training cost, cross-lifter validation, the APTPose lifter against its
+scratch twin, the lifter runs), error vs model size, error vs compute, the
 cross-dataset matrix, per-joint/per-action errors, example images, baselines, published
 references, provenance. The same tables give the same page (no timestamps).
 """
@@ -23,7 +25,7 @@ from typing import Any
 import jinja2
 
 from pose_study._io import write_text
-from pose_study.report import figures, provenance, summary, tables
+from pose_study.report import figures, provenance, strategies, summary, tables
 from pose_study.report.examples import examples_figure
 from pose_study.report.references import load_references, references_table
 from pose_study.report.results import StudyResults
@@ -73,6 +75,7 @@ def build_context(res: StudyResults, paths: ReportPaths) -> dict[str, Any]:
         "synthetic_tests": [t for t in res.tests_3d + res.tests_2d if res.source(t) == "synthetic"],
         "question": summary.question(res), "answers": summary.answers(res),
         "missing": tables.missing(res), "headline": tables.headline(res), "baselines": tables.baselines(res),
+        "strategies": strategies_context(res),
         "references": references_table(res, load_references(paths.references)),
         "references_given": paths.references is not None,
         "figures": build_figures(res, paths.data),
@@ -80,6 +83,15 @@ def build_context(res: StudyResults, paths: ReportPaths) -> dict[str, Any]:
         "stage_jobs": provenance.stage_jobs_table(res.jobs), "jobs": provenance.jobs_table(res.jobs),
         "config_yaml": provenance.config_yaml(config),
     }
+
+
+def strategies_context(res: StudyResults) -> dict[str, Any] | None:
+    """The "Pre-training strategies" section, or None when the study has no arm beyond the detector-only ones."""
+    if not strategies.present(res):
+        return None
+    return {"table": strategies.strategies(res), "figure": figures.strategies_figure(res),
+            "cross_lifter": strategies.cross_lifter(res), "apt_sentence": strategies.apt_sentence(res),
+            "lifter_runs": strategies.lifter_runs(res), "primary_test": res.primary_test}
 
 
 def build_figures(res: StudyResults, data: Path) -> dict[str, figures.Figure | None]:

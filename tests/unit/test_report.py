@@ -219,11 +219,13 @@ def test_answer_is_computed_from_the_data(study):
 def test_equal_compute_needs_a_point_within_the_budget():
     curves = pd.DataFrame({"stage": "finetune_3d", "dataset_2d": "w", "dataset_3d": "l", "model": "m",
                            "seed": 0, "arm": ["p", "p", "s", "s"], "flops_total": [50.0, 60.0, 10.0, 40.0],
-                           "val_value": [1.0, 0.5, 3.0, 2.0]})
+                           "val_value": [1.0, 0.5, 3.0, 2.0], "val_metric": "mpjpe_mm"})
     out = summary.equal_compute_differences(curves, "p", "s", ("w", "l"))
     assert math.isnan(out["difference"].iloc[0])
     curves.loc[0, "flops_total"] = 30.0
     assert summary.equal_compute_differences(curves, "p", "s", ("w", "l"))["difference"].iloc[0] == -1.0
+    curves.loc[[0, 1], "val_metric"] = "error_2d_px"  # curves of different metrics are never compared
+    assert summary.equal_compute_differences(curves, "p", "s", ("w", "l")).empty
 
 
 def test_synthetic_numbers_are_labelled(study):

@@ -1,0 +1,222 @@
+"""The "Pre-training strategies" section: every arm at its full training cost, cross-lifter validation,
+the APTPose lifter against its scratch twin, and the lifter runs themselves.
+
+* ``strategies``: model × arm → MPJPE on every 3D test set (mean ± 95 % t-interval over seeds), the
+  training FLOPs of all stages the arm's prediction depends on (``StudyResults.total_flops``), and
+  the paired difference to the 3D-only arm on the primary test set.
+* ``cross_lifter``: the lifter arms' detectors through every study lifter (``lifter:NAME``) on the
+  primary test set, lifters in the arm's loss marked; last row: each lifter on ground-truth 2D
+  (``gt_2d:NAME``), the upper bound of lifting that detector-free 2D.
+* ``apt_sentence``: whether the pose-pre-trained sequence lifter beat the same lifter from scratch.
+* ``lifter_runs``: final validation error, size and cost of the lifter and pose pre-training runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from pose_study.arms import ARMS
+from pose_study.report import matrix, stats
+from pose_study.report.results import StudyResults
+from pose_study.report.style import SYNTHETIC_LABEL, MetricStyle, arm_label, fmt, metric_style
+from pose_study.report.tables import Cell, Table, finished_seeds, interval_cell, verdict
+from pose_study.report.tidy import lifter_variant
+
+METRIC = "mpjpe"
+FLOPS_STYLE = MetricStyle("Training FLOPs, all stages", "FLOPs", 1.0, 3)
+SI_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def present(res: StudyResults) -> bool:
+    """The section is shown when the study has an arm beyond the detector-only ones."""
+    return bool(res.lifter_arms)
+
+
+def si(value: float) -> str:
+    """A count with an SI prefix and three significant digits (``2.61 G``); ``—`` for NaN."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    scale, prefix = next(((s, p) for s, p in SI_PREFIXES if abs(value) >= s), (1.0, ""))
+    shown = value / scale
+    return f"{fmt(shown, max(0, 2 - math.floor(math.log10(abs(shown)))) if shown else 0)} {prefix}".rstrip()
+
+
+# --- (a) every arm at its full cost -----------------------------------------------------------------
+
+def strategies(res: StudyResults) -> Table:
+    """Model × arm: MPJPE per 3D test set, training FLOPs of every stage, Δ to 3D-only on the primary test."""
+    style, test = metric_style(METRIC), res.primary_test
+    scores = {t: res.scores(t, METRIC) for t in res.tests_3d}
+    flops = res.total_flops()
+    with_delta = bool(res.baseline_arm and test)
+    delta = [f"Δ {style.name} vs {arm_label(res.baseline_arm)} · {test} (paired)"] if with_delta else []
+    table = Table("strategies", ["Model", "Arm", "Seeds", *[f"{style.label} · {t}" for t in res.tests_3d],
+                                 f"{FLOPS_STYLE.name}", *delta])
+    for model in res.models:
+        for arm in res.arms:
+            data = {"arm": arm, "model": model}
+            cells = [interval_cell(_over_seeds(scores[t], arm, model), style, {**data, "column": t})
+                     for t in res.tests_3d]
+            total = _over_seeds(flops, arm, model)
+            cells.append(Cell(si(total.mean), "", f"mean over {total.n} seed(s) of the run's FLOPs plus its "
+                              "pre-training and every lifter it depends on",
+                              {**data, "column": "flops", "value": repr(total.mean)}))
+            if with_delta:
+                cells.append(_delta_cell(res, scores[test], arm, model, style))
+            table.add([Cell(model), Cell(arm_label(arm), f"arm arm-{arm}"),
+                       Cell(f"{finished_seeds(res, arm, model)}/{len(res.config['seeds'])}"), *cells])
+    return table
+
+
+def _delta_cell(res: StudyResults, frame: pd.DataFrame, arm: str, model: str, style: MetricStyle) -> Cell:
+    if arm == res.baseline_arm:
+        return Cell("—", "na", "the reference arm")
+    pairs = stats.paired_differences(frame[frame["model"] == model], arm, res.baseline_arm)
+    interval = stats.t_interval(pairs["difference"])
+    cell = interval_cell(interval, style, {"arm": arm, "model": model, "column": "delta"}, signed=True)
+    return Cell(cell.text, verdict(interval, style), cell.title, cell.data)
+
+
+def _over_seeds(frame: pd.DataFrame, arm: str, model: str) -> stats.Interval:
+    return stats.t_interval(frame.loc[(frame["arm"] == arm) & (frame["model"] == model), "value"])
+
+
+# --- (c) cross-lifter validation ------------------------------------------------------------------
+
+def lifter_role(config: dict, name: str) -> str:
+    """How a study lifter was trained and used: ``guide``, ``held out``, ``sequence`` or ``heatmap``."""
+    s, (lifter, _, init) = matrix.lifter_settings(config), name.partition("/")
+    if lifter in s["guide"]:
+        return "guide"
+    if lifter in s["held_out"]:
+        return "held out"
+    return {s["sequence"]: "sequence", s["heatmap"]: "heatmap"}.get(lifter, init)
+
+
+def in_loss(config: dict, arm: str, name: str) -> bool:
+    """True when lifter ``name`` was a frozen guide in ``arm``'s training loss."""
+    guide = matrix.lifter_settings(config)["guide"]
+    chosen = {"none": [], "first": guide[:1], "all": guide}[ARMS[arm].guides]
+    return name in {f"{lifter}/scratch" for lifter in chosen}
+
+
+def cross_lifter(res: StudyResults) -> Table:
+    """Lifter arms × every study lifter on the primary test set, and each lifter on ground-truth 2D."""
+    names, test, style = res.evaluation_lifters(), res.primary_test, metric_style(METRIC)
+    headers = [f"{n} ({lifter_role(res.config, n)})" for n in names]
+    table = Table("cross_lifter", ["Model", "Arm", f"Own 3D · {test}", *headers])
+    if not test or not names:
+        return table
+    own = res.scores(test, METRIC)
+    through = {n: res.scores(test, METRIC, lifter_variant(n)) for n in names}
+    for model in res.models:
+        for arm in res.lifter_arms:
+            cells = [interval_cell(_over_seeds(own, arm, model), style, {"arm": arm, "model": model, "lifter": "own"})]
+            for n in names:
+                cell = interval_cell(_over_seeds(through[n], arm, model), style,
+                                     {"arm": arm, "model": model, "lifter": n})
+                loss = in_loss(res.config, arm, n)
+                cells.append(Cell(cell.text, "in-loss" if loss else "", ("in this arm's training loss; " if loss
+                                                                         else "") + cell.title, cell.data))
+            table.add([Cell(model), Cell(arm_label(arm), f"arm arm-{arm}"), *cells])
+    upper = [interval_cell(_per_seed(res.scores(test, METRIC, lifter_variant(n, gt_2d=True))), style,
+                           {"lifter": n, "kind": "gt_2d"}) for n in names]
+    table.add([Cell("—"), Cell("ground-truth 2D (upper bound)"), Cell("—", "na"), *upper], "baseline")
+    return table
+
+
+def _per_seed(frame: pd.DataFrame) -> stats.Interval:
+    """Interval over seeds of a lifter's score (the same lifter is scored in every run of a seed)."""
+    return stats.t_interval(frame.groupby("seed")["value"].mean()) if len(frame) else stats.t_interval([])
+
+
+# --- (d) APTPose pre-training against scratch ------------------------------------------------------
+
+def apt_sentence(res: StudyResults) -> str | None:
+    """Did the pose-pre-trained sequence lifter beat the same lifter from scratch? None without ``apt_pose``."""
+    arm = next((a for a in res.arms if a in ARMS and ARMS[a].lifted_by == "sequence"), None)
+    if arm is None:
+        return None
+    seq, test = matrix.lifter_settings(res.config)["sequence"], res.primary_test
+    world = f" ({SYNTHETIC_LABEL})" if test and res.source(test) == "synthetic" else ""
+    subject = (f"The APTPose-pre-trained sequence lifter ({seq}) {{verb}} the same lifter trained from scratch "
+               f"on {test}{world} {_steps_text(res, seq)}")
+    truth = _lifter_pairs(res, arm, seq, gt_2d=True).groupby("seed")["difference"].mean()
+    if truth.empty:
+        return subject.format(verb="could not be compared with") + ": no evaluation of the APTPose arm scored both."
+    interval = stats.t_interval(truth)
+    text = subject.format(verb=_verb(interval)) + (f": {_signed(interval.mean)} mm MPJPE from ground-truth 2D, "
+                                                   f"{_ci(interval, 'seed')}")
+    detected = stats.t_interval(_lifter_pairs(res, arm, seq, gt_2d=False)["difference"])
+    if detected.n:
+        text += (f"; from the APTPose arm's detected 2D {_signed(detected.mean)} mm, "
+                 f"{_ci(detected, 'model×seed pair')}")
+    caveat = " (lower on average, but the interval includes 0)" if interval.mean < 0 < interval.high else ""
+    return text + caveat + "."
+
+
+def _lifter_pairs(res: StudyResults, arm: str, seq: str, gt_2d: bool) -> pd.DataFrame:
+    """Per (model, seed) of ``arm``: MPJPE of ``seq``/pretrain_pose − ``seq``/scratch on the primary test."""
+    frames = [res.scores(res.primary_test, METRIC, lifter_variant(f"{seq}/{init}", gt_2d)).assign(arm=init)
+              for init in matrix.LIFTER_INITS]
+    both = pd.concat(frames)
+    mine = both[both["run"].str.startswith(f"{matrix.FINETUNE_STAGE}/{arm}/")]
+    return stats.paired_differences(mine, "pretrain_pose", "scratch")
+
+
+def _verb(interval: stats.Interval) -> str:
+    resolved = interval.n < 2 or interval.high < 0
+    return "beat" if interval.mean < 0 and resolved else "did not beat"
+
+
+def _steps_text(res: StudyResults, seq: str) -> str:
+    runs = res.lifter_runs()
+    steps = {init: runs.loc[(runs["stage"] == matrix.LIFTER_STAGE) & (runs["model"] == seq) & (runs["arm"] == init)
+                            & (runs["status"] == "ok"), "steps"].dropna().unique() for init in matrix.LIFTER_INITS}
+    values = sorted({int(v) for v in np.concatenate(list(steps.values()))})
+    if len(values) == 1:
+        return f"at equal fine-tuning steps ({values[0]})"
+    if not values:
+        return "(fine-tuning steps unknown)"
+    return "at unequal fine-tuning steps (" + " vs ".join(
+        f"{init}: {'/'.join(str(int(v)) for v in sorted(steps[init]))}" for init in matrix.LIFTER_INITS) + ")"
+
+
+def _ci(interval: stats.Interval, unit: str) -> str:
+    if interval.n < 2:
+        return f"n={interval.n} {unit} (no interval)"
+    return f"95% CI [{fmt(interval.low, 1)}, {fmt(interval.high, 1)}] over {interval.n} {unit}s"
+
+
+def _signed(value: float) -> str:
+    return ("+" if math.isfinite(value) and round(value, 1) > 0 else "") + fmt(value, 1)
+
+
+# --- (e) the lifter runs --------------------------------------------------------------------------
+
+def lifter_runs(res: StudyResults) -> Table:
+    """Lifter training and pose pre-training runs: final validation error over seeds, size, cost."""
+    runs = res.lifter_runs()
+    table = Table("lifter_runs", ["Stage", "Lifter", "Init", "3D data", "Seeds", "Final validation error",
+                                  "Parameters", "FLOPs / sample", "Training FLOPs (own)"])
+    for (stage, lifter, init, d3), part in runs.groupby(["stage", "model", "arm", "dataset_3d"], sort=False):
+        ok = part[part["status"] == "ok"]
+        metric = str(ok["final_metric"].iloc[0]) if len(ok) else METRIC
+        world = f" · {SYNTHETIC_LABEL}" if res.config["datasets"].get(d3, {}).get("source") == "synthetic" else ""
+        final = interval_cell(stats.t_interval(ok["final_value"]), metric_style(metric),
+                              {"stage": stage, "lifter": lifter, "init": init})
+        table.add([Cell(stage), Cell(lifter), Cell(init or "—"), Cell(f"{d3} val{world}"),
+                   Cell(f"{len(ok)}/{len(part)}"),
+                   Cell(final.text + (f" ({metric_style(metric).unit})" if final.text != "—" else ""), final.css,
+                        final.title, final.data),
+                   Cell(si(_first(ok, "params"))), Cell(si(_first(ok, "forward_flops_per_image"))),
+                   Cell(si(ok["train_flops"].astype(float).mean() if len(ok) else math.nan))])
+    return table
+
+
+def _first(frame: pd.DataFrame, column: str) -> float:
+    values = frame[column].dropna()
+    return float(values.iloc[0]) if len(values) else math.nan
