@@ -16,13 +16,14 @@ from typing import Any
 
 import torch
 
-from pose_study import models
+from pose_study import lifters, models
 from pose_study._io import write_json
 from pose_study._spec import spec_record
 from pose_study.data.batches import SplitTensors
 from pose_study.train import accounting, distributed
 from pose_study.train.checkpoint import save_weights
 from pose_study.train.loop import LoopSpec, Phase, TrainData, fingerprint, resolve_device, train, validate
+from pose_study.train.objective import DetectorWithLifter
 
 log = logging.getLogger(__name__)
 
@@ -77,32 +78,49 @@ def build(preset: str, loop: LoopSpec, pretrained: str | None = None) -> tuple[t
 
 
 def run_training(stage: str, spec: Any, model: torch.nn.Module, preset: str, phases: list[Phase],
-                 data: TrainData, loop: LoopSpec, out: TrainOutputs, prior: dict | None = None,
-                 extra: dict | None = None) -> dict:
+                 data: TrainData, loop: LoopSpec, out: TrainOutputs, prior: dict | list[dict] | None = None,
+                 extra: dict | None = None, extra_flops: int = 0) -> dict:
     """Train and write every output of a training stage; returns the metrics written.
 
     Under torchrun only rank 0 validates and writes; the other ranks return ``{}``.
+
+    Args:
+        stage: Stage name (``metrics.json`` "stage").
+        spec: The stage's spec (written to ``spec.json``; its fingerprint keys the checkpoint).
+        model: The network on its device: a detector, or a ``DetectorWithLifter`` (``model.pt``
+            then holds the detector plus a ``lifter`` entry).
+        preset: The detector's preset name.
+        phases: Run in order.
+        data: Training and validation splits.
+        loop: Loop settings.
+        out: Where to write.
+        prior: ``compute_total`` of the upstream run(s) whose compute this run carries.
+        extra: More ``metrics.json`` entries.
+        extra_flops: Forward FLOPs per training image outside ``model`` (frozen lifters in the loss).
     """
     try:
-        return _train_and_write(stage, spec, model, preset, phases, data, loop, out, prior, extra)
+        return _train_and_write(stage, spec, model, preset, phases, data, loop, out, prior, extra, extra_flops)
     finally:
         distributed.cleanup()
 
 
 def _train_and_write(stage: str, spec: Any, model: torch.nn.Module, preset: str, phases: list[Phase],
-                     data: TrainData, loop: LoopSpec, out: TrainOutputs, prior: dict | None,
-                     extra: dict | None) -> dict:
+                     data: TrainData, loop: LoopSpec, out: TrainOutputs, prior: dict | list[dict] | None,
+                     extra: dict | None, extra_flops: int) -> dict:
     info = distributed.current()
     if info.is_main:
         write_json(out.spec_json, spec_record(spec))
     crop = data.val.crop_size
-    flops = models.forward_flops(model, crop)
-    prior_flops = (prior or {}).get("train_flops", 0.0)
+    flops = models.forward_flops(model, crop) + extra_flops
+    priors = prior if isinstance(prior, list) else [prior or {}]
+    prior_flops = sum(p.get("train_flops", 0.0) for p in priors)
     identity = {"inputs": _input_identity(data)}
     if info.enabled:  # a checkpoint of another world size is another run (the global batch differs)
         identity["world_size"] = info.world_size
     run_id = fingerprint(spec, identity)
-    first_metric = validate(model, data.val, loop.eval_samples, loop.batch_size) if info.is_main else None
+    first = phases[0].objective
+    first_metric = (validate(model, data.val, loop.eval_samples, loop.batch_size, first.val_lifter, first.beta)
+                    if info.is_main else None)
     progress = train(model, phases, data, loop, out.checkpoint_dir, flops, prior_flops, run_id)
     if not info.is_main:
         return {}
@@ -120,12 +138,20 @@ def _train_and_write(stage: str, spec: Any, model: torch.nn.Module, preset: str,
         "compute_total": accounting.add_prior(own, prior),
         **(extra or {}),
     }
-    save_weights(out.model, model, preset)
+    _save_model(out.model, model, preset)
     accounting.write_curve(out.curve, progress.curve)
     write_json(out.metrics, result)
     log.info("%s done: %s = %.3f (from %.3f) in %.0f s, %.3g training FLOPs", stage, metric, value,
              first_metric[1], own["wall_seconds"], own["train_flops"])
     return result
+
+
+def _save_model(path: Path, model: torch.nn.Module, preset: str) -> None:
+    """``model.pt``: the detector, plus the ``lifter`` record of an end-to-end run."""
+    if isinstance(model, DetectorWithLifter):
+        save_weights(path, model.detector, preset, {"lifter": lifters.lifter_record(model.lifter)})
+    else:
+        save_weights(path, model, preset)
 
 
 def read_prior(metrics_path: Path | None) -> dict | None:
@@ -134,6 +160,11 @@ def read_prior(metrics_path: Path | None) -> dict | None:
         return None
     with open(metrics_path, encoding="utf-8") as f:
         return json.load(f)["compute_total"]
+
+
+def read_priors(metrics_paths: list[Path]) -> list[dict]:
+    """``compute_total`` of every upstream run's metrics.json, in order."""
+    return [read_prior(path) for path in metrics_paths]
 
 
 def _input_identity(data: TrainData) -> list:

@@ -1,31 +1,49 @@
-"""Stage ``finetune_3d``: 3D training, from 2D pre-trained weights or from scratch (one arm each).
+"""Stage ``finetune_3d``: 3D training of the 2D detector, one run per arm (``pose_study.arms``).
 
-Phases as the seed system (reference/seed_system.md §4.2): *fusion* — every batch mixes 3D and 2D
-samples (``ratio_3d`` 3D samples per 2D sample), heatmap + ``weight_3d``·depth loss; then
-*geometric* — the same plus ``weight_var``·bone-length-ratio loss on the 2D samples, at a lower LR.
-The ``scratch`` arm runs the same phases from random initialisation, so the only difference
-between arms is the initialisation.
+Arms whose objective is ``depth`` (``scratch``, ``pretrained_2d``) run the seed system's phases
+(reference/seed_system.md §4.2): *fusion* — every batch mixes 3D and 2D samples (``ratio_3d`` 3D
+samples per 2D sample), heatmap + ``weight_3d``·depth loss; then *geometric* — the same plus
+``weight_var``·bone-length-ratio loss on the 2D samples, at a lower LR. The other arms run ONE
+phase of ``fusion_steps + geometric_steps`` steps (equal steps, same batch mixture) named after
+their objective (``pose_study.train.objective``):
 
-Inputs: 3D training + validation splits, a 2D training split, and for ``init: pretrained_2d`` the
-pre-training run's ``model.pt`` and ``metrics.json`` (its compute is added to this run's totals).
-Outputs: ``model.pt``, ``metrics.json``, ``curve.csv``, ``spec.json``; resume state in
-``--checkpoint-dir``.
+* ``heatmap`` (``ft_2d``, ``apt_pose``): heatmap loss only; validated through one frozen lifter
+  (``--guide-lifter``, exactly one).
+* ``guided`` (``l2d_single``: one ``--guide-lifter``; ``l2d_multi``: one or more): heatmap, OHKLM
+  and 3D losses through frozen lifters fed with the soft-argmax of the detector's heatmaps.
+* ``end_to_end`` (``mpt``): heatmap + 3D loss of a trainable heatmap lifter (``--lifter-init``,
+  a ``pretrain_pose`` model.pt) optimised together with the detector.
+
+Lifter arms validate by MPJPE through their lifter (the first guide, or the end-to-end lifter).
+
+Inputs: 3D training + validation splits, a 2D training split, ``--init-weights`` (the
+``pretrain_2d`` model.pt) for arms that start from it, lifters as above, and ``--prior-metrics``
+for every upstream run whose compute the run carries (2D pre-training, lifters, pose pre-training).
+Outputs: ``model.pt`` (for ``mpt`` with a ``lifter`` entry, ``lifters.load_lifter`` reads it),
+``metrics.json``, ``curve.csv``, ``spec.json``; resume state in ``--checkpoint-dir``.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from pose_study import lifters
 from pose_study._spec import load_spec_arg
+from pose_study.arms import ARMS, Arm
 from pose_study.models import MODELS
 from pose_study.stages import _training
 from pose_study.train.checkpoint import load_weights
+from pose_study.train.guidance import GuidanceSpec
 from pose_study.train.loop import LoopSpec, Phase
-from pose_study.train.objective import LossWeights
+from pose_study.train.objective import (DetectorWithLifter, EndToEndObjective, GuidedObjective, HeatmapObjective,
+                                        LossWeights, Objective, freeze)
 
-INITS = ("pretrained_2d", "scratch")
+__all__ = ["Finetune3DSpec", "GuidanceSpec", "check_inputs", "run"]
 
 
 @dataclass(frozen=True)
@@ -34,19 +52,21 @@ class Finetune3DSpec:
 
     Attributes:
         model: Preset id.
-        init: ``pretrained_2d`` (load stage-1 weights) or ``scratch`` (the 3D-only arm).
+        arm: A key of ``arms.ARMS``: how the detector starts and what it optimises.
         fusion_steps: Steps of the fusion phase (seed stage 2).
-        geometric_steps: Steps with the bone-ratio loss added (seed stage 3); 0 skips it.
-        lr: Fusion LR (seed 1e-3); ``lr_steps`` as fractions of ``fusion_steps`` (seed 45/60).
+        geometric_steps: Steps with the bone-ratio loss added (seed stage 3); 0 skips it. Lifter
+            arms run ``fusion_steps + geometric_steps`` steps in one phase.
+        lr: Fusion LR (seed 1e-3); ``lr_steps`` as fractions of the phase (seed 45/60).
         geometric_lr: LR of the geometric phase (seed 1e-4).
         ratio_3d: 3D samples per 2D sample in every batch (seed 1 = half and half).
         weight_3d: Depth-loss weight (seed 0.1). weight_var: bone-ratio-loss weight (seed 0.01).
         pretrained_backbone: Local ImageNet weights for a scratch-arm ResNet backbone, or None.
         loop: Loop settings.
+        guidance: Weights of the lifter arms' objectives (the config's ``guidance`` section).
     """
 
     model: str
-    init: str
+    arm: str
     fusion_steps: int
     geometric_steps: int = 0
     lr: float = 1e-3
@@ -57,17 +77,28 @@ class Finetune3DSpec:
     weight_var: float = 0.01
     pretrained_backbone: str | None = None
     loop: LoopSpec = field(default_factory=LoopSpec)
+    guidance: GuidanceSpec = field(default_factory=GuidanceSpec)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"unknown model preset {self.model!r}; choices: {sorted(MODELS)}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.arm not in ARMS:
+            raise ValueError(f"arm must be one of {sorted(ARMS)}, got {self.arm!r}")
         if self.ratio_3d <= 0:
             raise ValueError(f"ratio_3d must be > 0 (3D samples per 2D sample), got {self.ratio_3d}")
 
-    def phases(self) -> list[Phase]:
+    @property
+    def arm_spec(self) -> Arm:
+        return ARMS[self.arm]
+
+    def phases(self, objective: Objective | None = None) -> list[Phase]:
+        """The run's phases; lifter arms need their ``objective`` (it holds the lifters)."""
         fraction_3d = self.ratio_3d / (1.0 + self.ratio_3d)
+        if self.arm_spec.objective != "depth":
+            if objective is None:
+                raise ValueError(f"arm {self.arm!r} needs its {self.arm_spec.objective!r} objective")
+            return [Phase(objective.name, self.fusion_steps + self.geometric_steps, self.lr, self.lr_steps,
+                          fraction_3d=fraction_3d, objective=objective)]
         phases = [Phase("fusion", self.fusion_steps, self.lr, self.lr_steps,
                         LossWeights(weight_3d=self.weight_3d), fraction_3d)]
         if self.geometric_steps:
@@ -76,19 +107,69 @@ class Finetune3DSpec:
         return phases
 
 
+def check_inputs(arm: Arm, init_weights: Path | None, guide_lifters: list[Path], lifter_init: Path | None) -> None:
+    """Raise a ``ValueError`` naming the flag when ``arm`` misses an input or gets one it does not use."""
+    if (arm.detector_init == "pretrain_2d") != (init_weights is not None):
+        verb = "needs" if init_weights is None else "takes no"
+        raise ValueError(f"arm {arm.name!r} {verb} --init-weights (the pretrain_2d model.pt)")
+    n = len(guide_lifters)
+    if arm.objective in ("depth", "end_to_end") and n:
+        raise ValueError(f"arm {arm.name!r} takes no --guide-lifter (got {n})")
+    if (arm.objective == "heatmap" or arm.guides == "first") and n != 1:
+        raise ValueError(f"arm {arm.name!r} needs exactly one --guide-lifter (got {n})")
+    if arm.guides == "all" and n < 1:
+        raise ValueError(f"arm {arm.name!r} needs at least one --guide-lifter (got 0)")
+    if (arm.objective == "end_to_end") != (lifter_init is not None):
+        verb = "needs" if lifter_init is None else "takes no"
+        raise ValueError(f"arm {arm.name!r} {verb} --lifter-init (a pretrain_pose model.pt)")
+
+
 def run(spec: Finetune3DSpec, train_3d: Path, val_3d: Path, train_2d: Path, out: _training.TrainOutputs,
-        init_weights: Path | None = None, init_metrics: Path | None = None) -> dict:
-    """Fine-tune ``spec.model`` in 3D; returns the metrics written to ``out.metrics``."""
-    if (spec.init == "pretrained_2d") != (init_weights is not None):
-        raise ValueError(f"init {spec.init!r} {'needs' if init_weights is None else 'takes no'} --init-weights")
-    backbone = spec.pretrained_backbone if spec.init == "scratch" else None
+        init_weights: Path | None = None, prior_metrics: Sequence[Path] = (), guide_lifters: Sequence[Path] = (),
+        lifter_init: Path | None = None) -> dict:
+    """Fine-tune ``spec.model`` in 3D as ``spec.arm``; returns the metrics written to ``out.metrics``.
+
+    Args:
+        spec: Settings.
+        train_3d, val_3d, train_2d: Split files.
+        out: Output paths.
+        init_weights: The ``pretrain_2d`` model.pt (arms starting from it).
+        prior_metrics: metrics.json of every upstream run whose compute this run carries.
+        guide_lifters: Frozen lifters' model.pt, in ``lifters.guide`` order.
+        lifter_init: The trainable lifter's initial weights (``mpt``).
+    """
+    arm, guide_lifters = spec.arm_spec, list(guide_lifters)
+    check_inputs(arm, init_weights, guide_lifters, lifter_init)
+    backbone = spec.pretrained_backbone if arm.detector_init == "scratch" else None
     model, device = _training.build(spec.model, spec.loop, backbone)
     if init_weights is not None:
         load_weights(init_weights, model, spec.model)
+    guides = [freeze(lifters.load_lifter(path), device) for path in guide_lifters]
+    model, objective = _objective(spec, model, guides, lifter_init, device)
     data = _training.load_data(val_3d, device, train_2d=train_2d, train_3d=train_3d)
-    extra = {"arm": spec.init, "dataset_3d": data.train_3d.info.dataset, "dataset_2d": data.train_2d.info.dataset}
-    return _training.run_training("finetune_3d", spec, model, spec.model, spec.phases(), data, spec.loop, out,
-                                  prior=_training.read_prior(init_metrics), extra=extra)
+    extra = {"arm": spec.arm, "lifters": [g.preset_name for g in guides],
+             "dataset_3d": data.train_3d.info.dataset, "dataset_2d": data.train_2d.info.dataset}
+    if isinstance(model, DetectorWithLifter):
+        extra["end_to_end_lifter"] = model.lifter.preset_name
+    loss_lifters = guides if arm.objective == "guided" else []
+    return _training.run_training(
+        "finetune_3d", spec, model, spec.model, spec.phases(objective), data, spec.loop, out,
+        prior=_training.read_priors(list(prior_metrics)), extra=extra,
+        extra_flops=sum(lifters.lifter_flops(g) for g in loss_lifters))
+
+
+def _objective(spec: Finetune3DSpec, model: torch.nn.Module, guides: list[torch.nn.Module],
+               lifter_init: Path | None, device: torch.device) -> tuple[torch.nn.Module, Objective | None]:
+    """The network to train (the detector, or detector + trainable lifter) and the arm's objective."""
+    kind, g = spec.arm_spec.objective, spec.guidance
+    if kind == "heatmap":
+        return model, HeatmapObjective(guides[0], g.beta)
+    if kind == "guided":
+        return model, GuidedObjective(guides, g)
+    if kind == "end_to_end":
+        lifter = lifters.load_lifter(lifter_init).to(device)
+        return DetectorWithLifter(model, lifter, g.beta), EndToEndObjective(lifter, g.end_to_end_lambda_3d, g.beta)
+    return model, None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -96,11 +177,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-3d", type=Path, required=True, help="3D training split (.h5)")
     parser.add_argument("--val-3d", type=Path, required=True, help="3D validation split (.h5)")
     parser.add_argument("--train-2d", type=Path, required=True, help="2D training split mixed into batches (.h5)")
-    parser.add_argument("--init-weights", type=Path, help="pre-trained model.pt (init: pretrained_2d)")
-    parser.add_argument("--init-metrics", type=Path, help="the pre-training run's metrics.json (compute totals)")
+    parser.add_argument("--init-weights", type=Path, help="pretrain_2d model.pt (arms that start from it)")
+    parser.add_argument("--prior-metrics", type=Path, action="append", default=[],
+                        help="metrics.json of an upstream run whose compute this run carries (repeatable)")
+    parser.add_argument("--guide-lifter", type=Path, action="append", default=[],
+                        help="a frozen lifter's model.pt, in lifters.guide order (repeatable; ft_2d, apt_pose, "
+                             "l2d_single: exactly one; l2d_multi: one or more)")
+    parser.add_argument("--lifter-init", type=Path, help="the trainable lifter's pretrain_pose model.pt (mpt arm)")
     _training.add_output_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> None:
     run(load_spec_arg(Finetune3DSpec, args.spec), args.train_3d, args.val_3d, args.train_2d,
-        _training.outputs_from_args(args), args.init_weights, args.init_metrics)
+        _training.outputs_from_args(args), args.init_weights, args.prior_metrics, args.guide_lifter, args.lifter_init)

@@ -66,10 +66,11 @@ def totals(progress: Progress, flops_per_image: int, device_count: int = 1) -> d
     }
 
 
-def add_prior(own: dict[str, float], prior: dict[str, float] | None) -> dict[str, float]:
-    """Totals including the pre-training run's totals (``prior``, from its metrics.json)."""
-    prior = prior or {}
-    return {key: own[key] + prior.get(key, 0) for key in TOTAL_KEYS}
+def add_prior(own: dict[str, float], prior: dict[str, float] | list[dict[str, float]] | None) -> dict[str, float]:
+    """Totals including upstream runs' totals (``prior``: one ``compute_total`` or a list of them,
+    from their metrics.json files: 2D pre-training, lifters, pose pre-training)."""
+    priors = prior if isinstance(prior, list) else [prior or {}]
+    return {key: own[key] + sum(p.get(key, 0) for p in priors) for key in TOTAL_KEYS}
 
 
 def curve_row(phase: str, progress: Progress, flops_per_image: int, prior_flops: float,

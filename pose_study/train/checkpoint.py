@@ -45,9 +45,21 @@ def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any] | None:
     return _load(path)
 
 
-def save_weights(path: str | os.PathLike, model: torch.nn.Module, preset: str) -> None:
-    """Write the model's weights (plus preset name and provenance) atomically to ``path``."""
-    state = {"state_dict": _plain_state_dict(model), "preset": preset, "provenance": provenance()}
+def save_weights(path: str | os.PathLike, model: torch.nn.Module, preset: str,
+                 extras: dict[str, Any] | None = None) -> None:
+    """Write the model's weights (plus preset name and provenance) atomically to ``path``.
+
+    Args:
+        path: The weight file (``model.pt``).
+        model: The detector (compile/DDP wrappers are removed).
+        preset: Its preset name.
+        extras: More plain entries (tensors and containers only), e.g. ``{"lifter": lifter_record(m)}``
+            for an end-to-end run; ``load_weights`` ignores them.
+    """
+    reserved = sorted({"state_dict", "preset", "provenance"} & set(extras or {}))
+    if reserved:
+        raise ValueError(f"save_weights extras may not replace {reserved}")
+    state = {"state_dict": _plain_state_dict(model), "preset": preset, "provenance": provenance(), **(extras or {})}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 

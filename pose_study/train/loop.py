@@ -1,13 +1,14 @@
 """The one training loop, used by ``pretrain-2d`` and ``finetune-3d``.
 
 A run is a list of *phases* (e.g. fusion, then fusion + geometric loss), each with its own data
-mixture, loss weights and learning-rate schedule; the global step runs across phases. Per step:
-draw a batch (3D and 2D parts in a fixed proportion), augment it on the device, forward under
-autocast (bf16 on CUDA), loss in fp32, backward, clip, step. Validation, logging, checkpoints
+mixture, objective (``pose_study.train.objective``) and learning-rate schedule; the global step
+runs across phases. Per step: draw a batch (3D and 2D parts in a fixed proportion), augment it on
+the device, forward under autocast (bf16 on CUDA), loss in fp32, backward, clip, step. Validation, logging, checkpoints
 and finiteness checks happen every N steps, so the step itself makes no host sync on CUDA.
 
-Resume: a checkpoint (model, optimiser, generator state, progress, spec fingerprint) is written
-every ``checkpoint_every`` steps and at the end; rerunning the same command resumes from it.
+Resume: a checkpoint (model, optimiser, generator and global RNG states, objective state such as
+Dynamic Weight Average history, progress, spec fingerprint) is written every ``checkpoint_every``
+steps and at the end; rerunning the same command resumes from it.
 SIGTERM (what SLURM sends at a time limit or on preemption) saves a checkpoint and stops with
 ``TrainingInterrupted``, which the CLI turns into a non-zero exit.
 
@@ -40,7 +41,7 @@ from pose_study.predict import predict
 from pose_study.train import accounting, distributed
 from pose_study.train.accounting import Progress
 from pose_study.train.checkpoint import load_checkpoint, model_state, save_checkpoint
-from pose_study.train.objective import LossWeights, compute_losses
+from pose_study.train.objective import DepthObjective, LossWeights, Objective, lift_heatmaps
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -52,15 +53,16 @@ class TrainingInterrupted(RuntimeError):
 
 @dataclass(frozen=True)
 class Phase:
-    """A stretch of training with one data mixture and one set of loss weights.
+    """A stretch of training with one data mixture and one objective.
 
     Attributes:
         name: Shown in logs and the learning curve (e.g. ``"pretrain_2d"``, ``"fusion"``).
         steps: Optimiser steps in this phase.
         lr: Initial learning rate (a fresh optimiser starts each phase, as the seed's stages did).
         lr_steps: Fractions of the phase after which the LR is multiplied by ``LoopSpec.lr_decay``.
-        weights: Loss weights.
+        weights: Loss weights of the default objective (``DepthObjective(weights)``).
         fraction_3d: Share of each batch drawn from the 3D training set (0 = 2D only, 1 = 3D only).
+        objective: What the phase optimises; None means ``DepthObjective(weights)``.
     """
 
     name: str
@@ -69,6 +71,11 @@ class Phase:
     lr_steps: tuple[float, ...] = ()
     weights: LossWeights = LossWeights()
     fraction_3d: float = 0.0
+    objective: Objective | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective is None:
+            object.__setattr__(self, "objective", DepthObjective(self.weights))
 
 
 @dataclass(frozen=True)
@@ -143,12 +150,12 @@ def train(model: torch.nn.Module, phases: list[Phase], data: TrainData, spec: Lo
     """
     info = distributed.current()
     generator = torch.Generator().manual_seed(distributed.rank_seed(spec.seed, info))
-    progress, resume = _resume(model, generator, checkpoint_dir, run_id, info)
-    depth_unused = any(p.weights.weight_3d == 0 and p.weights.weight_var == 0 for p in phases)
+    progress, resume = _resume(model, generator, checkpoint_dir, run_id, info, phases)
+    depth_unused = any(not p.objective.uses_depth for p in phases)
     net = distributed.wrap(model, info, find_unused=depth_unused)
     net = torch.compile(net) if spec.compile else net
     ctx = _RunContext(net, model, data, spec, checkpoint_dir, flops_per_image, prior_flops, run_id, generator,
-                      info)
+                      phases, info)
     with _sigterm_flag() as stop:
         ctx.stop = stop
         first = 0
@@ -173,6 +180,7 @@ class _RunContext:
     prior_flops: float
     run_id: str
     generator: torch.Generator
+    phases: list[Phase]
     info: distributed.DistInfo = distributed.DistInfo()
     stop: dict | None = None
 
@@ -181,7 +189,8 @@ def _run_phase(ctx: _RunContext, index: int, phase: Phase, first: int,
                optimizer: torch.optim.Optimizer, progress: Progress) -> None:
     spec, device = ctx.spec, ctx.data.val.device
     bad = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite step, on device
-    bad_terms = torch.zeros(3, device=device)
+    names = phase.objective.terms
+    bad_terms = torch.zeros(len(names), device=device)
     running, window, window_start = torch.zeros((), device=device), 0, time.perf_counter()
     t0 = window_start
     sync_every = 1 if device.type == "cpu" else spec.log_every
@@ -189,13 +198,12 @@ def _run_phase(ctx: _RunContext, index: int, phase: Phase, first: int,
     while progress.step < last:
         _set_lr(optimizer, phase, progress.step - first, spec.lr_decay)
         batch = draw_batch(ctx.data, spec, phase, ctx.generator)
-        terms = train_step(ctx.net, ctx.model, optimizer, batch, phase.weights, spec)
+        terms = train_step(ctx.net, ctx.model, optimizer, batch, phase.objective, spec, ctx.generator)
         step_t = torch.full((), progress.step, dtype=torch.long, device=device)  # a fill, not a copy
         finite = torch.isfinite(terms["total"])
         newly_bad = (bad < 0) & ~finite
         bad = torch.where(newly_bad, step_t, bad)
-        bad_terms = torch.where(newly_bad, torch.stack([terms["heatmap"], terms["depth"], terms["bone_ratio"]]),
-                                bad_terms)
+        bad_terms = torch.where(newly_bad, torch.stack([terms[n] for n in names]), bad_terms)
         running += torch.where(finite, terms["total"], torch.zeros_like(terms["total"]))
         progress.step += 1
         window += 1
@@ -205,7 +213,7 @@ def _run_phase(ctx: _RunContext, index: int, phase: Phase, first: int,
         t0 = now
         at_sync = progress.step % sync_every == 0 or progress.step == last
         if at_sync:
-            _raise_if_bad(_agreed_bad(bad, ctx.info), bad_terms, ctx.checkpoint_dir)
+            _raise_if_bad(_agreed_bad(bad, ctx.info), dict(zip(names, bad_terms)), ctx.checkpoint_dir)
         if progress.step % spec.log_every == 0 or progress.step == last:
             if ctx.info.is_main:
                 _log_step(phase, progress, last, running.item() / window,
@@ -224,7 +232,8 @@ def _run_phase(ctx: _RunContext, index: int, phase: Phase, first: int,
 
 
 def train_step(net: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
-               weights: LossWeights, spec: LoopSpec) -> dict[str, torch.Tensor]:
+               objective: Objective | LossWeights, spec: LoopSpec,
+               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """One optimiser step on ``batch``; returns the detached loss terms (no host sync).
 
     Args:
@@ -232,14 +241,17 @@ def train_step(net: torch.nn.Module, model: torch.nn.Module, optimizer: torch.op
         model: The plain module (gradient clipping).
         optimizer: Steps ``model``'s parameters.
         batch: An augmented batch on the device.
-        weights: Loss weights of the current phase.
+        objective: The current phase's objective (loss weights mean ``DepthObjective(weights)``).
         spec: Loop settings (AMP, channels_last, sigma, grad_clip).
+        generator: The loop's generator, for objectives that draw random numbers.
     """
+    if isinstance(objective, LossWeights):
+        objective = DepthObjective(objective)
     net.train()
     images = batch.images.contiguous(memory_format=torch.channels_last) if spec.channels_last else batch.images
     with _autocast(batch.images.device, spec.amp):
         outputs = net(images)
-    terms = compute_losses(outputs, batch, weights, spec.sigma)
+    terms = objective(outputs, batch, spec.sigma, generator)
     optimizer.zero_grad(set_to_none=True)
     terms["total"].backward()
     if spec.grad_clip:
@@ -290,22 +302,25 @@ def _agreed_stop(ctx: _RunContext, at_sync: bool, device: torch.device) -> bool:
 # --- validation -----------------------------------------------------------------------------------
 
 
-def validate(model: torch.nn.Module, val: SplitTensors, max_samples: int, batch_size: int) -> tuple[str, float]:
+def validate(model: torch.nn.Module, val: SplitTensors, max_samples: int, batch_size: int,
+             lifter: torch.nn.Module | None = None, beta: float = 100.0) -> tuple[str, float]:
     """Validation metric on an evenly spaced subset of ``val``: (name, value), lower is better.
 
-    3D splits: MPJPE in mm (root-relative, GT root depth). 2D splits: mean 2D error in crop pixels.
+    3D splits: MPJPE in mm (root-relative; from the depth maps with the GT root depth, or, given
+    a ``lifter``, from the lifter fed with the detector's last heatmaps — ``lift_heatmaps``).
+    2D splits: mean 2D error in crop pixels.
     """
     model.eval()
     index = torch.from_numpy(np.unique(np.linspace(0, len(val) - 1, min(max_samples, len(val))).astype(np.int64)))
     preds, gts, valids = [], [], []
     for chunk in sequential_batches(len(index), batch_size):
         batch = val.gather(index[chunk])
-        pred = predict(model, batch)
         if val.has_3d:
-            preds.append(pred.joints_3d.cpu().numpy()), gts.append(batch.joints_3d.cpu().numpy())
+            joints_3d = predict(model, batch).joints_3d if lifter is None else _lifted_mm(model, lifter, batch, beta)
+            preds.append(joints_3d.cpu().numpy()), gts.append(batch.joints_3d.cpu().numpy())
             valids.append(batch.valid_3d.cpu().numpy())
         else:
-            preds.append(pred.joints_2d.cpu().numpy()), gts.append(batch.joints_2d.cpu().numpy())
+            preds.append(predict(model, batch).joints_2d.cpu().numpy()), gts.append(batch.joints_2d.cpu().numpy())
             valids.append(batch.valid_2d.cpu().numpy())
     pred, gt, valid = (np.concatenate(x) for x in (preds, gts, valids))
     if val.has_3d:
@@ -314,8 +329,15 @@ def validate(model: torch.nn.Module, val: SplitTensors, max_samples: int, batch_
     return "error_2d_px", float(err[valid].mean()) if valid.any() else float("nan")
 
 
+@torch.no_grad()
+def _lifted_mm(model: torch.nn.Module, lifter: torch.nn.Module, batch: Batch, beta: float) -> torch.Tensor:
+    """[B, K, 3] root-relative mm: ``lifter`` on the detector's last heatmaps (eval mode is the caller's)."""
+    return lift_heatmaps(lifter, model(batch.images)["heatmaps"].float(), beta).float() * 1000.0
+
+
 def _record_validation(ctx: _RunContext, phase: Phase, progress: Progress, loss: float) -> None:
-    name, value = validate(ctx.model, ctx.data.val, ctx.spec.eval_samples, ctx.spec.batch_size)
+    name, value = validate(ctx.model, ctx.data.val, ctx.spec.eval_samples, ctx.spec.batch_size,
+                           phase.objective.val_lifter, phase.objective.beta)
     log.info("step %d validation %s = %.3f", progress.step, name, value)
     progress.curve.append(accounting.curve_row(phase.name, progress, ctx.flops_per_image, ctx.prior_flops,
                                                loss, name, value))
@@ -345,12 +367,12 @@ def _autocast(device: torch.device, amp: bool):
     return contextlib.nullcontext()
 
 
-def _raise_if_bad(bad: torch.Tensor, bad_terms: torch.Tensor, checkpoint_dir: Path) -> None:
+def _raise_if_bad(bad: torch.Tensor, bad_terms: dict[str, torch.Tensor], checkpoint_dir: Path) -> None:
     step = int(bad)
     if step >= 0:
-        h, d, v = (float(x) for x in bad_terms)
+        values = " ".join(f"{name}={float(v):.4g}" for name, v in bad_terms.items())
         raise FloatingPointError(
-            f"non-finite loss at step {step + 1}: heatmap={h:.4g} depth={d:.4g} bone_ratio={v:.4g}; "
+            f"non-finite loss at step {step + 1}: {values}; "
             f"the last good checkpoint in {checkpoint_dir} is intact (lower the learning rate or set grad_clip)")
 
 
@@ -361,19 +383,36 @@ def _log_step(phase: Phase, progress: Progress, last: int, loss: float, img_per_
 
 def _save(ctx: _RunContext, phase_index: int, optimizer: torch.optim.Optimizer, progress: Progress) -> None:
     """Rank 0 writes the checkpoint (every rank takes part: the generator states are gathered)."""
-    generators = distributed.gather_objects(ctx.generator.get_state(), ctx.info)
+    rngs = distributed.gather_objects((ctx.generator.get_state(), _global_rng()), ctx.info)
     if not ctx.info.is_main:
         return
+    generators = [g for g, _ in rngs]
     state = {"run_id": ctx.run_id, "phase": phase_index, "model": model_state(ctx.model),
              "optimizer": optimizer.state_dict(), "generator": generators[0],
+             "global_rng": [r for _, r in rngs], "objectives": [p.objective.state_dict() for p in ctx.phases],
              "progress": progress.state()}
     if ctx.info.enabled:
         state["generators"] = generators
     save_checkpoint(ctx.checkpoint_dir, state)
 
 
+def _global_rng() -> dict[str, torch.Tensor]:
+    """torch's global RNG states (dropout in trainable lifters draws from them)."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_global_rng(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])
+
+
 def _resume(model: torch.nn.Module, generator: torch.Generator, checkpoint_dir: Path, run_id: str,
-            info: distributed.DistInfo = distributed.DistInfo()) -> tuple[Progress, dict | None]:
+            info: distributed.DistInfo = distributed.DistInfo(), phases: list[Phase] = ()
+            ) -> tuple[Progress, dict | None]:
     state = load_checkpoint(checkpoint_dir)
     if state is None:
         return Progress(), None
@@ -386,6 +425,10 @@ def _resume(model: torch.nn.Module, generator: torch.Generator, checkpoint_dir: 
         raise ValueError(f"checkpoint in {checkpoint_dir} holds {len(generators)} rank(s), this job has "
                          f"{info.world_size}; resume with the same number of processes")
     generator.set_state(generators[info.rank])
+    if "global_rng" in state:
+        _set_global_rng(state["global_rng"][info.rank])
+    for phase, objective_state in zip(phases, state.get("objectives", ())):
+        phase.objective.load_state_dict(objective_state)
     progress = Progress.from_state(state["progress"])
     log.info("resuming from checkpoint %s at step %d", checkpoint_dir, progress.step)
     return progress, state

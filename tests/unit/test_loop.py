@@ -52,10 +52,10 @@ def finetuned(tiny_world, pretrained, tmp_path_factory) -> dict:
     runs = {}
     for arm in ("pretrained_2d", "scratch"):
         spec = spec_from_dict(finetune_3d.Finetune3DSpec, {
-            "model": "hg1_tiny", "init": arm, "fusion_steps": 150, "geometric_steps": 25, "lr": 2e-3,
+            "model": "hg1_tiny", "arm": arm, "fusion_steps": 150, "geometric_steps": 25, "lr": 2e-3,
             "loop": LOOP})
         out = outputs(tmp_path_factory.mktemp(arm))
-        init = (pretrained["out"].model, pretrained["out"].metrics) if arm == "pretrained_2d" else (None, None)
+        init = (pretrained["out"].model, [pretrained["out"].metrics]) if arm == "pretrained_2d" else (None, [])
         finetune_3d.run(spec, tiny_world["lab_train"], tiny_world["lab_val"], tiny_world["wild_train"], out, *init)
         runs[arm] = out
     return runs
@@ -84,7 +84,7 @@ def test_finetune_writes_every_accounting_field(finetuned, arm):
     assert list(rows[0]) == list(CURVE_COLUMNS)
     assert [r["phase"] for r in rows][-1] == "geometric"
     spec = json.loads(out.spec_json.read_text())
-    assert spec["init"] == arm and "git_sha" in spec["_provenance"]
+    assert spec["arm"] == arm and "git_sha" in spec["_provenance"]
 
 
 def test_pretrained_arm_carries_its_pretraining_compute(finetuned, pretrained):
@@ -117,9 +117,10 @@ def test_non_finite_loss_names_step_and_terms_and_keeps_the_checkpoint(tiny_worl
             terms["total"] = terms["total"] + terms["depth"]
         return terms
 
-    monkeypatch.setattr("pose_study.train.loop.compute_losses", poisoned)
+    monkeypatch.setattr("pose_study.train.objective.compute_losses", poisoned)
     out = outputs(tmp_path)
-    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 30: heatmap=[\d.e-]+ depth=nan"):
+    with pytest.raises(FloatingPointError,
+                       match=r"non-finite loss at step 30: heatmap=[\d.e-]+ depth=nan bone_ratio=0;"):
         pretrain_2d.run(pretrain_spec(60), tiny_world["wild_train"], tiny_world["wild_val"], out)
     assert load_checkpoint(out.checkpoint_dir)["progress"]["step"] == 25  # the last good one
     assert not out.model.exists()
