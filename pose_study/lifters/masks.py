@@ -14,6 +14,7 @@ the joints are hidden.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -72,7 +73,12 @@ def mask_groups(skeleton: Skeleton, level: str) -> Groups:
 
 
 def group_matrix(groups: Groups, num_joints: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """[G, K] bool membership: row g is True at the joints of group g."""
+    """[G, K] bool membership: row g is True at the joints of group g (cached per device; do not modify)."""
+    return _group_matrix(tuple(map(tuple, groups)), num_joints, str(torch.device(device or "cpu")))
+
+
+@functools.lru_cache(maxsize=64)
+def _group_matrix(groups: Groups, num_joints: int, device: str) -> torch.Tensor:
     member = torch.zeros(len(groups), num_joints, dtype=torch.bool)
     for g, group in enumerate(groups):
         if max(group) >= num_joints:

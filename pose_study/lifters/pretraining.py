@@ -123,7 +123,8 @@ def level_masks(levels: Iterable[str], shape: Sequence[int], ratio: float, gener
 def _apt_reprojection(pred: torch.Tensor, batch: PoseBatch) -> torch.Tensor:
     """[B, T, K, 2] px: through the camera for 3D samples, weak perspective for 2D-only ones."""
     has_camera = batch.is_3d.bool()[:, None]  # [B, 1]
-    safe_root = torch.tensor([0.0, 0.0, DISTANCE_MM[0]], device=pred.device)  # keeps 2D-only rows finite
+    safe_root = torch.zeros(3, device=pred.device)  # a placeholder camera that keeps 2D-only rows finite
+    safe_root[2] = DISTANCE_MM[0]
     root = torch.where(has_camera[..., None], batch.joints_3d[..., ROOT, :].float(), safe_root)
     eye = torch.eye(3, device=pred.device)
     intrinsics = torch.where(has_camera[..., None, None], batch.intrinsics.float(), eye)
