@@ -164,3 +164,17 @@ def test_mpt_pretrain_loss_with_noise_runs_and_weights_terms():
                                                         two.intrinsics)), two.is_3d, 64)
     with pytest.raises(ValueError, match="T = 1"):
         mpt_pretrain_loss(lifter, pair, 0.3, 0.75, 0.0, 0.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(("name", "options"), [("apt_tiny", {"fusion": "add"}), ("mpt_tiny", {"input": "coords"}),
+                                               ("mpt_tiny", {})])
+def test_weight_file_round_trip(tmp_path, name, options):
+    from pose_study.lifters import example_input, load_lifter, save_lifter
+
+    torch.manual_seed(0)
+    lifter = build_lifter(name, 17, options).eval()
+    save_lifter(tmp_path / "model.pt", lifter)
+    loaded = load_lifter(tmp_path / "model.pt").eval()
+    x, valid = example_input(lifter, 2)
+    x = torch.rand_like(x)
+    assert loaded.options == options and torch.equal(loaded(x, valid), lifter(x, valid))
