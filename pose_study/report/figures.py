@@ -172,8 +172,8 @@ def strategies_figure(res: StudyResults) -> Figure | None:
     if not res.primary_test:
         return None
     style = metric_style("mpjpe")
-    frame = res.scores(res.primary_test, "mpjpe").merge(
-        res.total_flops()[["run", "value"]].rename(columns={"value": "flops"}), on="run").dropna(subset=["value", "flops"])
+    flops = res.total_flops()[["run", "value"]].rename(columns={"value": "flops"})
+    frame = res.scores(res.primary_test, "mpjpe").merge(flops, on="run").dropna(subset=["value", "flops"])
     if frame.empty:
         return None
     fig, axes = new_figure(7.5, 4.6)

@@ -139,11 +139,11 @@ def read_table(tables: str | os.PathLike, name: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: table {name!r} not found (run the collect stage first)")
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""],
-                        dtype={"arm": str, "dataset_3d": str, "key": str, "missing_files": str})
+                        dtype={"arm": str, "dataset_2d": str, "dataset_3d": str, "key": str, "missing_files": str})
     absent = [c for c in SCHEMAS[name] if c not in frame.columns]
     if absent:
         raise ValueError(f"{path}: missing column(s) {absent}")
-    for column in ("arm", "dataset_3d", "key", "missing_files"):
+    for column in ("arm", "dataset_2d", "dataset_3d", "key", "missing_files"):
         if column in frame.columns:
             frame[column] = frame[column].fillna("")
     return frame

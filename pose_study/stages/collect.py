@@ -2,8 +2,8 @@
 
 Inputs: the study config (validated; it names the expected matrix of runs and test sets), the
 study's results folder (``metrics.json``, ``curve.csv``, ``spec.json`` of every training run under
-``pretrain_2d/``, ``pretrain_pose/``, ``train_lifter/`` and ``finetune_3d/``; evaluation JSONs under ``evaluate/``) and its Snakemake
-benchmark folder (``*.tsv``, one per job).
+``pretrain_2d/``, ``pretrain_pose/``, ``train_lifter/`` and ``finetune_3d/``; evaluation JSONs under
+``evaluate/``) and its Snakemake benchmark folder (``*.tsv``, one per job).
 
 Outputs (CSV, one header row, columns as ``pose_study.report.tidy.SCHEMAS``):
 

@@ -20,11 +20,14 @@ import pytest
 import scipy.stats
 from PIL import Image
 
-from pose_study.report import provenance, stats, summary
+from pose_study.arms import ARMS
+from pose_study.report import provenance, stats, strategies, summary
 from pose_study.report.references import load_references
+from pose_study.report.results import StudyResults
 from pose_study.report.style import fmt, significant_decimals
 from pose_study.stages import collect, report
-from tests.fixtures.results_tree import REFERENCES, ResultsTree, copy_study, delete_run, shared_study
+from tests.fixtures.results_tree import (REFERENCES, ResultsTree, copy_study, delete_run, shared_lifter_study,
+                                        shared_study)
 
 SECTIONS = ("summary", "headline-section", "size-section", "compute-section", "matrix-section",
             "joints-section", "examples-section", "baselines-section", "references-section",
@@ -306,3 +309,102 @@ def test_command_line_renders_the_same_page(study, tmp_path):
                                    "--results", str(tree.results), "--references", str(REFERENCES),
                                    "--out", str(out)]))
     assert out.read_text(encoding="utf-8") == html
+
+
+# --- the pre-training strategies section (every arm, lifter runs) ---------------------------------
+
+@pytest.fixture(scope="module")
+def lifter_study() -> tuple[ResultsTree, str]:
+    tree = shared_lifter_study()
+    return tree, tree.report.read_text(encoding="utf-8")
+
+
+def test_two_arm_studies_have_no_strategies_section(study):
+    _, html = study
+    assert "strategies-section" not in Page(html).ids and "Pre-training strategies" not in html
+
+
+def test_strategies_table_shows_the_seed_means_and_all_stage_flops(lifter_study):
+    tree, html = lifter_study
+    page = Page(html)
+    assert "strategies-section" in page.ids and {"strategies", "cross_lifter", "lifter_runs"} <= page.ids
+    metrics, runs = pd.read_csv(tree.tables / "metrics.csv"), pd.read_csv(tree.tables / "runs.csv")
+    cells = {(c["data-arm"], c["data-column"]): c for c in page.cells
+             if c["table"] == "strategies" and "data-column" in c}
+    assert len(cells) == 7 * 4 - 1  # 7 arms × (2 test sets, FLOPs, Δ); the scratch arm has no Δ
+    for arm in ARMS:
+        for test in ("lab_test", "occluded_test"):
+            values = metrics[(metrics["arm"] == arm) & (metrics["testset"] == test) & (metrics["variant"] == "model")
+                             & (metrics["metric"] == "mpjpe") & (metrics["scope"] == "total")
+                             & (metrics["stage"] == "finetune_3d")]["value"].to_numpy()
+            mean, half, _ = parse_shown(cells[(arm, test)]["text"])
+            assert mean == pytest.approx(values.mean(), abs=0.05)
+            assert half == pytest.approx(t_half_width(values), abs=0.05)
+    own = runs.set_index("run")["train_flops"]
+    apt = [own[f"{stage}/seed{s}"] for s in (0, 1) for stage in (
+        "finetune_3d/apt_pose/hg1_tiny/wild_mpii/lab", "pretrain_2d/hg1_tiny/wild_mpii",
+        "pretrain_pose/apt_tiny/lab", "train_lifter/apt_tiny/pretrain_pose/lab")]
+    assert float(cells[("apt_pose", "flops")]["data-value"]) == pytest.approx(sum(apt) / 2)
+    scratch = own[[f"finetune_3d/scratch/hg1_tiny/wild_mpii/lab/seed{s}" for s in (0, 1)]].mean()
+    assert float(cells[("scratch", "flops")]["data-value"]) == pytest.approx(scratch)
+
+
+def test_cross_lifter_table_marks_the_lifters_in_each_loss(lifter_study):
+    tree, html = lifter_study
+    metrics = pd.read_csv(tree.tables / "metrics.csv")
+    cells = [c for c in Page(html).cells if c["table"] == "cross_lifter" and "data-lifter" in c]
+    in_loss = {(c["data-arm"], c["data-lifter"]) for c in cells if c.get("class") == "in-loss"}
+    assert in_loss == {("l2d_single", "mlp_tiny/scratch"), ("l2d_multi", "mlp_tiny/scratch"),
+                       ("l2d_multi", "graph_tiny/scratch")}
+    cell = next(c for c in cells if c.get("data-arm") == "mpt" and c["data-lifter"] == "transformer_tiny/scratch")
+    values = metrics[(metrics["arm"] == "mpt") & (metrics["testset"] == "lab_test") & (metrics["metric"] == "mpjpe")
+                     & (metrics["variant"] == "lifter:transformer_tiny/scratch")]["value"]
+    assert parse_shown(cell["text"])[0] == pytest.approx(values.mean(), abs=0.05)
+    upper = next(c for c in cells if c.get("data-kind") == "gt_2d" and c["data-lifter"] == "apt_tiny/pretrain_pose")
+    truth = metrics[(metrics["testset"] == "lab_test") & (metrics["metric"] == "mpjpe")
+                    & (metrics["variant"] == "gt_2d:apt_tiny/pretrain_pose")].groupby("seed")["value"].mean()
+    assert parse_shown(upper["text"])[0] == pytest.approx(truth.mean(), abs=0.05)
+    assert "transformer_tiny/scratch (held out)" in html and "ground-truth 2D (upper bound)" in html
+
+
+def _apt_differences(tree: ResultsTree) -> np.ndarray:
+    m = pd.read_csv(tree.tables / "metrics.csv")
+    m = m[(m["arm"] == "apt_pose") & (m["testset"] == "lab_test") & (m["metric"] == "mpjpe")]
+    per_seed = {init: m[m["variant"] == f"gt_2d:apt_tiny/{init}"].groupby("seed")["value"].mean()
+                for init in ("pretrain_pose", "scratch")}
+    return (per_seed["pretrain_pose"] - per_seed["scratch"]).to_numpy()
+
+
+def test_apt_sentence_says_beat_with_the_paired_interval(lifter_study):
+    tree, html = lifter_study
+    diff = _apt_differences(tree)
+    half = t_half_width(diff)
+    assert diff.mean() + half < 0
+    expected = (f"The APTPose-pre-trained sequence lifter (apt_tiny) beat the same lifter trained from scratch on "
+                f"lab_test (synthetic world) at equal fine-tuning steps (40): {fmt(diff.mean(), 1)} mm MPJPE from "
+                f"ground-truth 2D, 95% CI [{fmt(diff.mean() - half, 1)}, {fmt(diff.mean() + half, 1)}] over 2 seeds")
+    assert expected in html
+
+
+def test_apt_sentence_says_did_not_beat_when_pretraining_hurt():
+    tree = shared_lifter_study(apt_gain=1.3, report_page=False)
+    diff = _apt_differences(tree)
+    assert diff.mean() > 0
+    sentence = strategies.apt_sentence(StudyResults.load(tree.config, tree.tables))
+    assert sentence.startswith("The APTPose-pre-trained sequence lifter (apt_tiny) did not beat the same lifter")
+    assert f"+{fmt(diff.mean(), 1)} mm MPJPE from ground-truth 2D" in sentence
+
+
+def test_sections_hide_without_lifter_data(lifter_study):
+    tree, _ = lifter_study
+    res = StudyResults.load({**tree.config, "arms": ["scratch", "pretrained_2d"]}, tree.tables)
+    assert not strategies.present(res) and strategies.apt_sentence(res) is None
+    res = StudyResults.load({**tree.config, "arms": ["scratch", "ft_2d"]}, tree.tables)
+    assert strategies.present(res) and strategies.apt_sentence(res) is None
+    assert [row[1].text for row in strategies.cross_lifter(res).rows] == ["2D fine-tuned + lifter",
+                                                                         "ground-truth 2D (upper bound)"]
+
+
+def test_si_prefixes():
+    assert [strategies.si(v) for v in (2.61e10, 1.234e12, 999.0, 5e5, math.nan)] == [
+        "26.1 G", "1.23 T", "999", "500 k", "—"]
