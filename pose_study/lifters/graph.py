@@ -49,8 +49,11 @@ class GraphConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weighted = self.adjacency * self.edge_weight
-        own, neighbours = weighted * self.eye, weighted * (1 - self.eye)
-        return own @ self.self_weight(x) + neighbours @ self.neighbour_weight(x)
+        own = weighted.diagonal()[:, None]  # [K, 1]
+        neighbours = weighted * (1 - self.eye)
+        # (x W)ᵀ Nᵀ: one [B·C, K] × [K, K] product (N @ x would run one small product per sample)
+        mixed = (self.neighbour_weight(x).transpose(1, 2) @ neighbours.T).transpose(1, 2)
+        return own * self.self_weight(x) + mixed
 
 
 class GraphLayer(nn.Module):
