@@ -6,6 +6,8 @@
 # results/{study}/
 #   data/{dataset}/{split}.h5                                      synthesize | download + convert
 #   pretrain_2d/{model}/{dataset2d}/seed{seed}/                     pretrain_2d  (model.pt, metrics.json, curve.csv, spec.json)
+#   pretrain_pose/{lifter}/{dataset3d}/seed{seed}/                  pretrain_pose (same files)
+#   train_lifter/{lifter}/{init}/{dataset3d}/seed{seed}/            train_lifter  (same files)
 #   finetune_3d/{arm}/{model}/{dataset2d}/{dataset3d}/seed{seed}/   finetune_3d  (same files)
 #   evaluate/<training run path>/{testset}.json                    evaluate     (testset = {dataset}_{split})
 #   tables/{metrics,curves,runs,jobs}.csv                          collect
@@ -29,6 +31,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain_2d.smk"
+include: "workflow/rules/train_lifter.smk"
 include: "workflow/rules/finetune_3d.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"

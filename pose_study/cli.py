@@ -19,13 +19,16 @@ def _stages() -> list[tuple[str, ModuleType, str]]:
     # Imported here so that `python -m pose_study --help` stays importable even if one stage's
     # optional dependency is broken; each entry is (subcommand, module, one-line help).
     from pose_study.benchmarks import synthesis, training
-    from pose_study.stages import collect, convert, download, evaluate, finetune_3d, pretrain_2d, report, synthesize
+    from pose_study.stages import (collect, convert, download, evaluate, finetune_3d, pretrain_2d, pretrain_pose, report,
+                                   synthesize, train_lifter)
 
     return [
         ("synthesize", synthesize, "render one split of a synthetic pose world to canonical HDF5"),
         ("download", download, "fetch and verify a public dataset, or check a licensed one in place"),
         ("convert", convert, "convert one split of a real dataset's official files to canonical HDF5"),
         ("pretrain-2d", pretrain_2d, "2D pre-training (heatmaps) on a 2D dataset"),
+        ("pretrain-pose", pretrain_pose, "pre-train an apt/mpt lifter from poses alone (masked poses / synthetic heatmaps)"),
+        ("train-lifter", train_lifter, "train a 2D→3D lifter on ground-truth 2D of a 3D split (from scratch or pre-trained)"),
         ("finetune-3d", finetune_3d, "3D fine-tuning from 2D pre-trained weights or from scratch"),
         ("evaluate", evaluate, "score one trained model on test splits (one JSON per split)"),
         ("collect", collect, "gather every result into tidy CSV tables"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -18,10 +18,15 @@ import jsonschema
 import yaml
 
 from pose_study._spec import spec_from_dict
+from pose_study.arms import ARMS, Arm
+from pose_study.lifters import LIFTERS, applicable_options
 from pose_study.models import MODELS
+from pose_study.report import matrix
 from pose_study.stages.evaluate import EvaluateSpec
-from pose_study.stages.finetune_3d import Finetune3DSpec
+from pose_study.stages.finetune_3d import Finetune3DSpec, GuidanceSpec
 from pose_study.stages.pretrain_2d import Pretrain2DSpec
+from pose_study.stages.pretrain_pose import PretrainPoseSpec
+from pose_study.stages.train_lifter import TrainLifterSpec
 from pose_study.train.loop import LoopSpec
 
 SPLITS = ("train", "val", "test")
@@ -141,6 +146,24 @@ def _is_3d(dataset: dict) -> bool:
     return dataset["name"] in REAL_3D
 
 
+@dataclass(frozen=True)
+class ArmInputs:
+    """What one arm's ``finetune_3d`` run reads besides its data, as run identities.
+
+    Attributes:
+        pretrain_2d: Starts from the ``pretrain_2d`` run's weights (and counts its compute).
+        guide_lifters: ``train_lifter`` runs (lifter, init) given as frozen ``--guide-lifter``s.
+        lifter_init: The ``pretrain_pose`` lifter that initialises a trainable lifter, or None.
+        priors: Upstream runs whose compute the run carries: (stage, lifter, init) with init "" for
+            ``pretrain_pose`` (the ``pretrain_2d`` run is implied by ``pretrain_2d``).
+    """
+
+    pretrain_2d: bool
+    guide_lifters: tuple[tuple[str, str], ...] = ()
+    lifter_init: str | None = None
+    priors: tuple[tuple[str, str, str], ...] = ()
+
+
 class Study:
     """A validated study config and the specs of its jobs. Paths belong to the workflow."""
 
@@ -209,22 +232,88 @@ class Study:
                               lr_steps=tuple(stage["lr_steps"]), pretrained_backbone=over.get("pretrained_backbone"),
                               loop=self.loop_spec("pretrain_2d", model, seed))
 
-    def finetune_spec(self, init: str, model: str, seed: int) -> Finetune3DSpec:
+    def finetune_spec(self, arm: str, model: str, seed: int) -> Finetune3DSpec:
         s, over = self.config["finetune_3d"], self._settings(model)
         return Finetune3DSpec(
-            model=model, init=init, fusion_steps=over.get("fusion_steps", s["fusion_steps"]),
+            model=model, arm=arm, fusion_steps=over.get("fusion_steps", s["fusion_steps"]),
             geometric_steps=over.get("geometric_steps", s["geometric_steps"]), lr=s["lr"],
             lr_steps=tuple(s["lr_steps"]), geometric_lr=s["geometric_lr"], ratio_3d=s["ratio_3d"],
             weight_3d=s["weight_3d"], weight_var=s["weight_var"],
-            pretrained_backbone=over.get("pretrained_backbone"), loop=self.loop_spec("finetune_3d", model, seed))
+            pretrained_backbone=over.get("pretrained_backbone"), loop=self.loop_spec("finetune_3d", model, seed),
+            guidance=spec_from_dict(GuidanceSpec, self.config["guidance"], where="guidance"))
 
     def _settings(self, model: str) -> dict:
         return self.config["model_settings"].get(model, {})
 
-    def evaluate_spec(self, model: str, run: str) -> EvaluateSpec:
+    def evaluate_spec(self, model: str, run: str, arm: str | None = None) -> EvaluateSpec:
+        """Evaluation of a run; a lifter arm's run is scored through every study lifter."""
         e = self.config["evaluate"]
+        lifters = tuple(name for name, _ in self.evaluation_lifters()) if arm and ARMS[arm].uses_lifters else ()
         return EvaluateSpec(model=model, run=run, batch_size=e["batch_size"], flip_test=e["flip_test"],
-                            device=self.config["device"], examples=e["examples"])
+                            device=self.config["device"], examples=e["examples"], lifters=lifters,
+                            primary=self.primary_lifter(arm) if lifters else None,
+                            beta=self.config["guidance"]["beta"],
+                            heatmap_sigma=self.config["pretrain_pose"]["heatmap_sigma"])
+
+    # --- arms and lifters ---
+
+    @property
+    def arm_table(self) -> list[Arm]:
+        return [ARMS[a] for a in self.arms]
+
+    @property
+    def needs_pretrain_2d(self) -> bool:
+        return any(a.detector_init == "pretrain_2d" for a in self.arm_table)
+
+    def lifter_runs(self) -> list[tuple[str, str]]:
+        """(lifter, init) of every ``train_lifter`` run the arms need, per 3D dataset and seed."""
+        return matrix.trained_lifters(self.config)
+
+    def pose_pretrain_lifters(self) -> list[str]:
+        """Lifters pre-trained from poses alone (``pretrain_pose`` runs), per 3D dataset and seed."""
+        return matrix.pose_pretrained_lifters(self.config)
+
+    def arm_inputs(self, arm: str) -> ArmInputs:
+        """The upstream runs of ``arm``'s fine-tuning (pose_study/arms.py decides which)."""
+        a, lifters = ARMS[arm], self.config["lifters"]
+        first = lifters["guide"][:1]
+        # ft_2d and apt_pose have no lifter in their loss; the first guide lifter only validates them
+        validation = first if a.lifted_by in ("guide", "sequence") else []
+        guides = {"none": validation, "first": first, "all": lifters["guide"]}[a.guides]
+        in_pipeline = guides if a.guides != "none" else (first if a.lifted_by == "guide" else [])
+        priors = [("train_lifter", name, "scratch") for name in in_pipeline]
+        if a.lifted_by == "sequence":
+            priors.append(("train_lifter", lifters["sequence"], "pretrain_pose"))
+        lifter_init = lifters["heatmap"] if a.lifted_by == "heatmap" else None
+        if lifter_init:
+            priors.append(("pretrain_pose", lifter_init, ""))
+        return ArmInputs(a.detector_init == "pretrain_2d", tuple((g, "scratch") for g in guides), lifter_init,
+                         tuple(priors))
+
+    def evaluation_lifters(self) -> list[tuple[str, tuple[str, str, str]]]:
+        """(variant name, (stage, lifter, init)) of every lifter a lifter arm is scored through."""
+        out = []
+        for name in matrix.evaluation_lifters(self.config):
+            lifter, init = name.split("/")
+            out.append((name, ("pretrain_pose", lifter, "") if init == matrix.ZERO_SHOT
+                        else ("train_lifter", lifter, init)))
+        return out
+
+    def primary_lifter(self, arm: str) -> str | None:
+        """The variant that is ``arm``'s own 3D prediction (``end_to_end``: the lifter in its weights)."""
+        return matrix.primary_lifter(self.config, arm)
+
+    def train_lifter_spec(self, lifter: str, init: str, seed: int) -> TrainLifterSpec:
+        data = {**self.config["train_lifter"], "lifter": lifter, "init": init,
+                "options": applicable_options(lifter, self.config["lifters"]["options"])}
+        data["loop"] = {**data["loop"], "seed": seed, "device": self.config["device"]}
+        return spec_from_dict(TrainLifterSpec, data, where="train_lifter")
+
+    def pretrain_pose_spec(self, lifter: str, seed: int) -> PretrainPoseSpec:
+        data = {**self.config["pretrain_pose"], "lifter": lifter,
+                "options": applicable_options(lifter, self.config["lifters"]["options"])}
+        data["loop"] = {**data["loop"], "seed": seed, "device": self.config["device"]}
+        return spec_from_dict(PretrainPoseSpec, data, where="pretrain_pose")
 
     @property
     def primary_3d_test(self) -> str | None:
@@ -232,6 +321,8 @@ class Study:
 
 
 def check_presets_match_schema() -> list[str]:
-    """Model ids in the schema's enum that differ from ``MODELS`` (empty when in sync)."""
-    ids = set(schema()["$defs"]["model_id"]["enum"])
-    return sorted(ids ^ set(MODELS))
+    """Model, lifter and arm ids in the schema's enums that differ from the tables (empty when in sync)."""
+    s = schema()
+    pairs = ((s["$defs"]["model_id"]["enum"], MODELS), (s["$defs"]["lifter_id"]["enum"], LIFTERS),
+             (s["properties"]["arms"]["items"]["enum"], ARMS))
+    return sorted(set().union(*(set(ids) ^ set(table) for ids, table in pairs)))

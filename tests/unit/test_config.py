@@ -24,7 +24,7 @@ def test_shipped_configs_validate_and_give_specs(name):
         pre = study.pretrain_spec(model, study.seeds[0])
         assert pre.model == model and pre.loop.seed == study.seeds[0]
         for arm in study.arms:
-            assert study.finetune_spec(arm, model, 1).init == arm
+            assert study.finetune_spec(arm, model, 1).arm == arm
     assert study.splits("lab") == ["train", "val", "test"]
     assert study.splits("occluded") == ["test"]
 

@@ -54,15 +54,54 @@ def test_rule_files_are_snakefmt_formatted():
 @pytest.mark.parametrize("name", ["synthetic", "smoke"])
 def test_dry_run_job_counts_match_the_configured_axes(name, tmp_path):
     data = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+    assert len(data["arms"]) == 7, "both studies compare every arm"
     models, seeds, arms = len(data["models"]), len(data["seeds"]), len(data["arms"])
     splits = sum(len(d["samples"]) for d in data["datasets"].values())
+    # mlp_tiny, graph_tiny (guide) + transformer_tiny (held out) + apt_tiny from scratch and pre-trained
+    lifters = 5 * seeds
+    pose_pretraining = 2 * seeds  # apt_tiny (masked pose modeling) and mpt_tiny (heatmaps)
     out = snakemake("-n", "--configfile", str(REPO / "config" / f"{name}.yaml"), "--directory", str(tmp_path)).stdout
     assert job_counts(out) == {
         "synthesize": splits, "pretrain_2d": models * seeds, "finetune_3d": arms * models * seeds,
         "evaluate_finetune_3d": arms * models * seeds, "evaluate_pretrain_2d": models * seeds,
+        "train_lifter": lifters, "pretrain_pose": pose_pretraining,
         "collect_metrics": 1, "render_report": 1, "all": 1,
-        "total": splits + models * seeds * (2 + 2 * arms) + 3,
+        "total": splits + models * seeds * (2 + 2 * arms) + lifters + pose_pretraining + 3,
     }
+
+
+def test_two_arm_study_plans_no_lifters(tmp_path):
+    config = write_config(tmp_path / "two.yaml", arms=["pretrained_2d", "scratch"])
+    counts = job_counts(snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path)).stdout)
+    assert "train_lifter" not in counts and "pretrain_pose" not in counts
+    assert counts["finetune_3d"] == 2 * 2 * 2
+
+
+def test_lifter_arms_get_their_lifters_and_priors(tmp_path):
+    """The finetune_3d and evaluate commands carry exactly the upstream runs pose_study/arms.py names."""
+    out = snakemake("-n", "-p", "--configfile", "config/smoke.yaml", "--directory", str(tmp_path)).stdout
+    lines = [line for line in out.splitlines() if "python -m pose_study" in line]
+
+    def command(stage: str, arm: str) -> str:
+        run = f"results/smoke/finetune_3d/{arm}/hg1_tiny/wild_mpii/lab/seed0/"
+        found = [c for c in lines if f" {stage} " in c and run in c]
+        assert len(found) == 1, (stage, arm)
+        return found[0]
+
+    lifter = "results/smoke/train_lifter/{}/{}/lab/seed0/model.pt"
+    multi = command("finetune-3d", "l2d_multi")
+    assert multi.count("--guide-lifter") == 2 and lifter.format("graph_tiny", "scratch") in multi
+    assert multi.count("--prior-metrics") == 3  # pretrain_2d + both guide lifters
+    single = command("finetune-3d", "l2d_single")
+    assert single.count("--guide-lifter") == 1 and lifter.format("mlp_tiny", "scratch") in single
+    mpt = command("finetune-3d", "mpt")
+    assert "--lifter-init" in mpt and "pretrain_pose/mpt_tiny/lab/seed0/model.pt" in mpt
+    assert "--guide-lifter" not in mpt
+    assert "--guide-lifter" not in command("finetune-3d", "pretrained_2d")
+    assert "--init-weights" not in command("finetune-3d", "scratch")
+    evaluation = command("evaluate", "l2d_single")
+    assert evaluation.count("--lifter ") == 6  # 3 single-frame + apt scratch/pre-trained + mpt zero-shot
+    assert "--lifter " not in command("evaluate", "scratch")
 
 
 @pytest.mark.parametrize("change,message", [
@@ -94,14 +133,15 @@ def test_smoke_study_end_to_end_then_nothing_then_exactly_the_changed_preset(tmp
     data["model_settings"] = {"hg2_tiny": {"pretrain_steps": 7}}
     config.write_text(yaml.safe_dump(data))
     plan = planned_jobs(snakemake("-n", "--configfile", str(config), "--directory", str(workdir)).stdout)
+    from_2d = [a for a in data["arms"] if a != "scratch"]  # every arm but scratch starts from pretrain_2d
     expected = {("pretrain_2d", f"results/smoke/pretrain_2d/hg2_tiny/wild_mpii/seed{s}/model.pt") for s in (0, 1)}
-    expected |= {("finetune_3d", f"results/smoke/finetune_3d/pretrained_2d/hg2_tiny/wild_mpii/lab/seed{s}/model.pt")
-                 for s in (0, 1)}
+    expected |= {("finetune_3d", f"results/smoke/finetune_3d/{a}/hg2_tiny/wild_mpii/lab/seed{s}/model.pt")
+                 for s in (0, 1) for a in from_2d}
     expected |= {("evaluate_pretrain_2d", f"results/smoke/evaluate/pretrain_2d/hg2_tiny/wild_mpii/seed{s}/wild_mpii_val.json")
                  for s in (0, 1)}
     expected |= {("evaluate_finetune_3d",
-                  f"results/smoke/evaluate/finetune_3d/pretrained_2d/hg2_tiny/wild_mpii/lab/seed{s}/lab_test.json")
-                 for s in (0, 1)}
+                  f"results/smoke/evaluate/finetune_3d/{a}/hg2_tiny/wild_mpii/lab/seed{s}/lab_test.json")
+                 for s in (0, 1) for a in from_2d}
     expected |= {("collect_metrics", "results/smoke/tables/metrics.csv"), ("render_report", "reports/smoke/index.html")}
     assert {job for job in plan if job[0] != "all"} == expected
 
@@ -130,6 +170,7 @@ def test_paper_dag_builds_on_fixture_roots(tmp_path):
     assert counts["convert"] == 10  # mpii, flic_full: train+val; lsp: val; h36m: train+val+test; 3dhp, occl.: test
     assert counts["pretrain_2d"] == models * d2 * seeds
     assert counts["finetune_3d"] == arms * models * d2 * seeds
+    assert counts["train_lifter"] == 5 * seeds and counts["pretrain_pose"] == 2 * seeds  # one 3D training set
 
 
 @pytest.mark.workflow

@@ -5,6 +5,8 @@ import shlex
 
 from pose_study._spec import spec_to_dict
 from pose_study.config import Study, validate_config
+from pose_study.arms import ARMS
+from pose_study.lifters import LIFTERS
 
 validate_config(
     config, where="study config"
@@ -26,6 +28,9 @@ TESTSETS_2D = [f"{d}_val" for d in STUDY.test_2d]
 
 PRETRAIN_RUN = "pretrain_2d/{model}/{dataset2d}/seed{seed}"
 FINETUNE_RUN = "finetune_3d/{arm}/{model}/{dataset2d}/{dataset3d}/seed{seed}"
+LIFTER_RUN = "train_lifter/{lifter}/{init}/{dataset3d}/seed{seed}"
+POSE_RUN = "pretrain_pose/{lifter}/{dataset3d}/seed{seed}"
+RUN_PATTERNS = {"train_lifter": LIFTER_RUN, "pretrain_pose": POSE_RUN}
 
 
 wildcard_constraints:
@@ -35,6 +40,8 @@ wildcard_constraints:
     dataset3d=alternatives(STUDY.train_3d),
     seed=alternatives(STUDY.seeds),
     split="train|val|test",
+    lifter=alternatives(sorted(LIFTERS)),
+    init="scratch|pretrain_pose",
 
 
 def data_path(dataset, split):
@@ -59,9 +66,33 @@ def eval_args(testsets, outputs):
 
 
 def pretrain_runs():
+    if not STUDY.needs_pretrain_2d:
+        return []
     return expand(
         PRETRAIN_RUN, model=STUDY.models, dataset2d=STUDY.train_2d, seed=STUDY.seeds
     )
+
+
+def lifter_run(stage, lifter, init, dataset3d, seed):
+    """A train_lifter or pretrain_pose run's path below results/{study}/."""
+    return RUN_PATTERNS[stage].format(
+        lifter=lifter, init=init, dataset3d=dataset3d, seed=seed
+    )
+
+
+def lifter_runs():
+    runs = [
+        lifter_run("train_lifter", lifter, init, d3, seed)
+        for lifter, init in STUDY.lifter_runs()
+        for d3 in STUDY.train_3d
+        for seed in STUDY.seeds
+    ]
+    return runs + [
+        lifter_run("pretrain_pose", lifter, "", d3, seed)
+        for lifter in STUDY.pose_pretrain_lifters()
+        for d3 in STUDY.train_3d
+        for seed in STUDY.seeds
+    ]
 
 
 def finetune_runs():
@@ -88,7 +119,8 @@ def evaluation_files():
 
 
 def training_files(name):
-    return expand(f"{R}/{{run}}/{name}", run=pretrain_runs() + finetune_runs())
+    runs = pretrain_runs() + finetune_runs() + lifter_runs()
+    return expand(f"{R}/{{run}}/{name}", run=runs)
 
 
 def all_test_splits():
@@ -96,15 +128,56 @@ def all_test_splits():
 
 
 def finetune_inputs(wc):
+    """Data, and the upstream runs pose_study/arms.py names for the arm (Study.arm_inputs)."""
+    need = STUDY.arm_inputs(wc.arm)
     inputs = {
         "train_3d": data_path(wc.dataset3d, "train"),
         "val_3d": data_path(wc.dataset3d, "val"),
         "train_2d": data_path(wc.dataset2d, "train"),
     }
-    if wc.arm == "pretrained_2d":
+    if need.pretrain_2d:
         run = PRETRAIN_RUN.format(model=wc.model, dataset2d=wc.dataset2d, seed=wc.seed)
         inputs["init_weights"] = f"{R}/{run}/model.pt"
-        inputs["init_metrics"] = f"{R}/{run}/metrics.json"
+        inputs["prior_pretrain_2d"] = f"{R}/{run}/metrics.json"
+    for i, (lifter, init) in enumerate(need.guide_lifters):
+        run = lifter_run("train_lifter", lifter, init, wc.dataset3d, wc.seed)
+        inputs[f"guide_{i}"] = f"{R}/{run}/model.pt"
+    if need.lifter_init:
+        run = lifter_run("pretrain_pose", need.lifter_init, "", wc.dataset3d, wc.seed)
+        inputs["lifter_init"] = f"{R}/{run}/model.pt"
+    for i, prior in enumerate(need.priors):
+        inputs[f"prior_{i}"] = (
+            f"{R}/{lifter_run(*prior, wc.dataset3d, wc.seed)}/metrics.json"
+        )
+    return inputs
+
+
+def upstream_args(wc, input):
+    """--init-weights, --guide-lifter, --lifter-init and --prior-metrics of a finetune_3d job."""
+    flags = {
+        "init_weights": "--init-weights",
+        "guide_": "--guide-lifter",
+        "lifter_init": "--lifter-init",
+        "prior_": "--prior-metrics",
+    }
+    args = []
+    for name in input.keys():
+        flag = next((f for key, f in flags.items() if name.startswith(key)), None)
+        if flag:
+            args.append(f"{flag} {shlex.quote(input[name])}")
+    return " ".join(args)
+
+
+def lifter_inputs(wc):
+    """A train_lifter job's data, and its pose pre-training run when it starts from one."""
+    inputs = {
+        "train_3d": data_path(wc.dataset3d, "train"),
+        "val_3d": data_path(wc.dataset3d, "val"),
+    }
+    if wc.init == "pretrain_pose":
+        run = f"{R}/{lifter_run('pretrain_pose', wc.lifter, '', wc.dataset3d, wc.seed)}"
+        inputs["init_weights"] = f"{run}/model.pt"
+        inputs["init_metrics"] = f"{run}/metrics.json"
     return inputs
 
 
@@ -112,6 +185,22 @@ def init_args(wc, input):
     if "init_weights" not in input.keys():
         return ""
     return f"--init-weights {shlex.quote(input.init_weights)} --init-metrics {shlex.quote(input.init_metrics)}"
+
+
+def evaluation_lifters(wc):
+    """{variant name: model.pt} of every lifter a lifter arm's run is scored through."""
+    if not ARMS[wc.arm].uses_lifters:
+        return {}
+    return {
+        name: f"{R}/{lifter_run(*run, wc.dataset3d, wc.seed)}/model.pt"
+        for name, run in STUDY.evaluation_lifters()
+    }
+
+
+def lifter_args(wc, input):
+    names = STUDY.evaluate_spec(wc.model, "", wc.arm).lifters
+    paths = evaluation_lifters(wc)
+    return " ".join(f"--lifter {shlex.quote(f'{n}={paths[n]}')}" for n in names)
 
 
 def table_dir(wildcards, output):

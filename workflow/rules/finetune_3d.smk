@@ -1,4 +1,5 @@
-# Stage `finetune_3d`: fusion of 2D and 3D batches, then the geometric loss; one job per arm.
+# Stage `finetune_3d`: one job per arm (pose_study/arms.py): Zhou's fusion + geometric phases, or the
+# detector fine-tuned through frozen lifters (L2D), with the heatmap loss only, or end to end (MPT).
 
 
 rule finetune_3d:
@@ -21,10 +22,10 @@ rule finetune_3d:
         gpu=1,
     params:
         spec=lambda wc: spec_json(STUDY.finetune_spec(wc.arm, wc.model, int(wc.seed))),
-        init=init_args,
+        upstream=upstream_args,
         checkpoints=f"checkpoints/{S}/{FINETUNE_RUN}",
     shell:
         "python -m pose_study finetune-3d --spec {params.spec:q} --train-3d {input.train_3d:q} "
-        "--val-3d {input.val_3d:q} --train-2d {input.train_2d:q} {params.init} "
+        "--val-3d {input.val_3d:q} --train-2d {input.train_2d:q} {params.upstream} "
         "--model-out {output.model:q} --metrics-out {output.metrics:q} --curve-out {output.curve:q} "
         "--checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"
