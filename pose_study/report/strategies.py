@@ -103,11 +103,14 @@ def in_loss(config: dict, arm: str, name: str) -> bool:
     return name in {f"{lifter}/scratch" for lifter in chosen}
 
 
-def cross_lifter(res: StudyResults) -> Table:
-    """Lifter arms × every study lifter on the primary test set, and each lifter on ground-truth 2D."""
-    names, test, style = res.evaluation_lifters(), res.primary_test, metric_style(METRIC)
+def cross_lifter(res: StudyResults, test: str | None = None) -> Table:
+    """Lifter arms × every study lifter on ``test`` (default: the primary test set), and each lifter on
+    ground-truth 2D. The primary test set's table has the id ``cross_lifter``."""
+    test = test or res.primary_test
+    names, style = res.evaluation_lifters(), metric_style(METRIC)
     headers = [f"{n} ({lifter_role(res.config, n)})" for n in names]
-    table = Table("cross_lifter", ["Model", "Arm", f"Own 3D · {test}", *headers])
+    table_id = "cross_lifter" if test == res.primary_test else f"cross_lifter_{test}"
+    table = Table(table_id, ["Model", "Arm", f"Own 3D · {test}", *headers])
     if not test or not names:
         return table
     own = res.scores(test, METRIC)

@@ -85,12 +85,18 @@ def build_context(res: StudyResults, paths: ReportPaths) -> dict[str, Any]:
     }
 
 
+def _primary_first(res: StudyResults) -> list[str]:
+    """The 3D test sets, the primary one first."""
+    return sorted(res.tests_3d, key=lambda test: test != res.primary_test)
+
+
 def strategies_context(res: StudyResults) -> dict[str, Any] | None:
     """The "Pre-training strategies" section, or None when the study has no arm beyond the detector-only ones."""
     if not strategies.present(res):
         return None
     return {"table": strategies.strategies(res), "figure": figures.strategies_figure(res),
-            "cross_lifter": strategies.cross_lifter(res), "apt_sentence": strategies.apt_sentence(res),
+            "cross_lifter": [(test, strategies.cross_lifter(res, test)) for test in _primary_first(res)],
+            "apt_sentence": strategies.apt_sentence(res),
             "lifter_runs": strategies.lifter_runs(res), "primary_test": res.primary_test}
 
 

@@ -328,6 +328,8 @@ def test_strategies_table_shows_the_seed_means_and_all_stage_flops(lifter_study)
     tree, html = lifter_study
     page = Page(html)
     assert "strategies-section" in page.ids and {"strategies", "cross_lifter", "lifter_runs"} <= page.ids
+    others = [t for t in tree.config["test_3d"] if f"{t}_test" != "lab_test"]
+    assert others and {f"cross_lifter_{t}_test" for t in others} <= page.ids  # every 3D test set, primary first
     metrics, runs = pd.read_csv(tree.tables / "metrics.csv"), pd.read_csv(tree.tables / "runs.csv")
     cells = {(c["data-arm"], c["data-column"]): c for c in page.cells
              if c["table"] == "strategies" and "data-column" in c}
