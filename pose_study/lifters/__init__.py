@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,13 +23,13 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
-from pose_study._io import atomic_path
 from pose_study._spec import provenance
 from pose_study.lifters.apt import AptLifter
 from pose_study.lifters.graph import GraphLifter
 from pose_study.lifters.mlp import MlpLifter
 from pose_study.lifters.mpt import MptLifter
 from pose_study.lifters.transformer import TransformerLifter
+from pose_study.train.checkpoint import load_file, load_state_dict_strict, model_state, save_file, unwrap
 
 KINDS = {"mlp": MlpLifter, "graph": GraphLifter, "transformer": TransformerLifter, "apt": AptLifter,
          "mpt": MptLifter}
@@ -132,9 +131,8 @@ def build_lifter(name: str, num_joints: int = 17, options: dict[str, Any] | None
 
 def lifter_record(lifter: nn.Module) -> dict[str, Any]:
     """What a weight file holds of a lifter: preset name, options and a CPU state dict."""
-    plain = getattr(lifter, "module", getattr(lifter, "_orig_mod", lifter))
-    return {"preset": plain.preset_name, "options": dict(plain.options),
-            "state_dict": {k: v.detach().cpu() for k, v in plain.state_dict().items()}}
+    plain = unwrap(lifter)
+    return {"preset": plain.preset_name, "options": dict(plain.options), "state_dict": model_state(plain)}
 
 
 def lifter_from_record(record: dict[str, Any], where: str, num_joints: int = 17) -> nn.Module:
@@ -143,25 +141,18 @@ def lifter_from_record(record: dict[str, Any], where: str, num_joints: int = 17)
         lifter = build_lifter(record["preset"], num_joints, record.get("options"))
     except (KeyError, ValueError) as err:
         raise ValueError(f"{where}: not a lifter weight record ({err})") from err
-    result = lifter.load_state_dict(record["state_dict"], strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"{where}: lifter weights do not match preset {record['preset']!r}; missing "
-                         f"{result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}")
+    load_state_dict_strict(lifter, record["state_dict"], f"{where} (lifter {record['preset']!r})")
     return lifter
 
 
 def save_lifter(path: str | os.PathLike, lifter: nn.Module) -> None:
     """Write a lifter weight file atomically (``model.pt`` of ``train_lifter``/``pretrain_pose``)."""
-    with atomic_path(path) as tmp:
-        torch.save({**lifter_record(lifter), "provenance": provenance()}, tmp)
+    save_file(path, {**lifter_record(lifter), "provenance": provenance()})
 
 
 def load_lifter(path: str | os.PathLike, num_joints: int = 17) -> nn.Module:
     """A lifter from its weight file, or from the ``lifter`` entry of a detector's ``model.pt``."""
-    try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise ValueError(f"{path}: not a loadable pose_study weight file ({err})") from err
+    state = load_file(path)
     record = state.get("lifter", state) if isinstance(state, dict) else None
     if not isinstance(record, dict) or "preset" not in record or record["preset"] not in LIFTERS:
         raise ValueError(f"{path}: holds no lifter (a train_lifter/pretrain_pose model.pt, or an "

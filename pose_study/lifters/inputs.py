@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pose_study.skeletons import ROOT
+from pose_study.train.checkpoint import unwrap
 
 MM_PER_M = 1000.0
 MIN_SCALE_PX = 1e-6  # the normalising scale of a pose whose valid joints coincide (or of none)
@@ -173,11 +174,6 @@ def sequence_windows(clip: Sequence[str] | np.ndarray, frame: Sequence[int] | np
     return windows
 
 
-def _plain(lifter: nn.Module) -> nn.Module:
-    """The module under a DDP or ``torch.compile`` wrapper (it carries the lifter attributes)."""
-    return getattr(lifter, "module", getattr(lifter, "_orig_mod", lifter))
-
-
 def _gather_frames(coords: torch.Tensor, valid: torch.Tensor, windows: torch.Tensor | None,
                    frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     """[N, K, 2] normalised coords → ([M, T, K, 2], [M, T, K]) by ``windows`` [M, T] (T = 1: itself)."""
@@ -213,7 +209,7 @@ def lifter_input(lifter: nn.Module, joints_2d_px: torch.Tensor, valid: torch.Ten
     Raises:
         ValueError: a required ``heatmaps`` or ``windows`` is missing or mis-shaped.
     """
-    plain = _plain(lifter)
+    plain = unwrap(lifter)
     if plain.input_kind == "heatmaps":
         if heatmaps is None:
             raise ValueError(f"lifter {plain.preset_name!r} takes heatmaps; got heatmaps=None")
@@ -254,7 +250,7 @@ def lift(lifter: nn.Module, joints_2d_px: torch.Tensor, valid: torch.Tensor,
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    plain = _plain(lifter)
+    plain = unwrap(lifter)
     if plain.input_kind == "heatmaps" and heatmaps is None:
         raise ValueError(f"lifter {plain.preset_name!r} takes heatmaps; got heatmaps=None")
     if plain.input_kind == "coords" and plain.frames > 1 and windows is None:

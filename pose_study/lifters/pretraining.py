@@ -28,6 +28,7 @@ from pose_study.lifters.batch import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS, mask_groups, sample_mask
 from pose_study.predict import STRIDE, crop_to_heatmap
 from pose_study.skeletons import CANONICAL, ROOT
+from pose_study.train.checkpoint import unwrap
 
 BOX_MARGIN = 1.25  # virtual crops: box side = margin × the pose's longer 2D extent, as the converters' default
 DISTANCE_MM = (3000.0, 6000.0)  # virtual camera distance to the root
@@ -70,11 +71,6 @@ def _bones(joints: torch.Tensor, valid: torch.Tensor, parents: Sequence[int]) ->
     child = [j for j, p in enumerate(parents) if p >= 0]
     parent = [parents[j] for j in child]
     return joints[..., child, :] - joints[..., parent, :], valid[..., child] & valid[..., parent]
-
-
-def _plain(model: nn.Module) -> nn.Module:
-    """The module under a DDP or ``torch.compile`` wrapper (it carries the lifter attributes)."""
-    return getattr(model, "module", getattr(model, "_orig_mod", model))
 
 
 # --- APTPose ---------------------------------------------------------------------------------------
@@ -296,7 +292,7 @@ def _mpt_input(model: nn.Module, px: torch.Tensor, visible: torch.Tensor, batch:
                jitter_px: float, noise_std: float, mask: torch.Tensor,
                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's input: synthetic heatmaps, or (``input_kind == "coords"``) normalised jittered coords."""
-    if _plain(model).input_kind == "heatmaps":
+    if unwrap(model).input_kind == "heatmaps":
         maps = synthesize_heatmaps(px, visible, batch.crop_size, sigma, jitter_px, noise_std, mask, generator)
         return maps, visible & ~mask
     coords = px + jitter_px * _randn(px.shape, generator, px.device) if jitter_px > 0 else px

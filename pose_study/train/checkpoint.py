@@ -30,8 +30,7 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path
     """Atomically write ``state`` to ``directory/last.pt``; the previous checkpoint survives any failure."""
     path = Path(directory) / CHECKPOINT_NAME
     try:
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        save_file(path, state)
     except OSError as err:
         raise OSError(f"could not write checkpoint {path} ({err}); the previous checkpoint is intact") from err
     return path
@@ -42,7 +41,7 @@ def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(directory) / CHECKPOINT_NAME
     if not path.is_file():
         return None
-    return _load(path)
+    return load_file(path)
 
 
 def save_weights(path: str | os.PathLike, model: torch.nn.Module, preset: str,
@@ -59,14 +58,12 @@ def save_weights(path: str | os.PathLike, model: torch.nn.Module, preset: str,
     reserved = sorted({"state_dict", "preset", "provenance"} & set(extras or {}))
     if reserved:
         raise ValueError(f"save_weights extras may not replace {reserved}")
-    state = {"state_dict": _plain_state_dict(model), "preset": preset, "provenance": provenance(), **(extras or {})}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_file(path, {"state_dict": model_state(model), "preset": preset, "provenance": provenance(), **(extras or {})})
 
 
 def load_weights(path: str | os.PathLike, model: torch.nn.Module, preset: str) -> None:
     """Load ``path`` into ``model`` strictly; a preset or key mismatch is a ``ValueError``."""
-    state = _load(Path(path))
+    state = load_file(path)
     if state.get("preset") != preset:
         raise ValueError(f"{path}: weights are for preset {state.get('preset')!r}, not {preset!r}")
     load_state_dict_strict(model, state["state_dict"], str(path))
@@ -74,30 +71,33 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module, preset: str) -
 
 def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
     """``load_state_dict(strict=True)`` with an error that lists the mismatched keys."""
-    target = _unwrap(model)
+    target = unwrap(model)
     result = target.load_state_dict(state_dict, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"{where}: state dict does not match the model; missing "
                          f"{result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}")
 
 
-def _load(path: Path) -> dict[str, Any]:
+def save_file(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Atomically ``torch.save`` a dict of tensors and plain containers (weights or a checkpoint)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A file written by ``save_file``, loaded with ``weights_only=True`` on the CPU; ValueError names it."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        raise ValueError(f"{path}: not a loadable pose_study checkpoint ({err})") from err
+        raise ValueError(f"{path}: not a loadable pose_study weight or checkpoint file ({err})") from err
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The plain module under torch.compile / DistributedDataParallel wrappers."""
     model = getattr(model, "_orig_mod", model)
     return getattr(model, "module", model)
 
 
-def _plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
-
-
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict on the CPU, without compile/DDP prefixes (for checkpoints)."""
-    return _plain_state_dict(model)
+    """The model's state dict on the CPU, without compile/DDP prefixes (for checkpoints and weights)."""
+    return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
