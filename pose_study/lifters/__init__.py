@@ -20,8 +20,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
-from torch.utils.flop_counter import FlopCounterMode
 
 from pose_study._spec import provenance
 from pose_study.lifters.apt import AptLifter
@@ -29,6 +27,7 @@ from pose_study.lifters.graph import GraphLifter
 from pose_study.lifters.mlp import MlpLifter
 from pose_study.lifters.mpt import MptLifter
 from pose_study.lifters.transformer import TransformerLifter
+from pose_study.models import meta_flops
 from pose_study.train.checkpoint import load_file, load_state_dict_strict, model_state, save_file, unwrap
 
 KINDS = {"mlp": MlpLifter, "graph": GraphLifter, "transformer": TransformerLifter, "apt": AptLifter,
@@ -173,17 +172,7 @@ def example_input(lifter: nn.Module, batch: int = 1, num_joints: int = 17, map_s
 
 def lifter_flops(lifter: nn.Module, num_joints: int = 17, map_size: tuple[int, int] = (16, 16)) -> int:
     """Forward FLOPs per sample (torch's counter on meta tensors; 2 per multiply-add)."""
-    tensors = {**dict(lifter.named_parameters()), **dict(lifter.named_buffers())}
-    meta = {k: torch.empty_like(v, device="meta") for k, v in tensors.items()}
-    x, valid = example_input(lifter, 1, num_joints, map_size, device="meta")
-    was_training = lifter.training
-    lifter.eval()
-    try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            functional_call(lifter, meta, (x, valid))
-    finally:
-        lifter.train(was_training)
-    return counter.get_total_flops()
+    return meta_flops(lifter, *example_input(lifter, 1, num_joints, map_size, device="meta"))
 
 
 def preset_record(name: str) -> dict[str, Any]:

@@ -136,14 +136,22 @@ def forward_flops(model: nn.Module, input_size: int) -> int:
     MACs) and matmuls; BatchNorm, activations and additions are not counted. The forward runs on
     meta tensors in eval mode, so it costs no compute and leaves ``model`` unchanged.
     """
-    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    return meta_flops(model, torch.empty(1, 3, input_size, input_size, device="meta"))
+
+
+def meta_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """Forward FLOPs of ``module(*inputs)`` by ``torch.utils.flop_counter`` on meta tensors.
+
+    ``inputs`` are meta tensors; the forward runs in eval mode with meta copies of the weights, so it
+    costs no compute and leaves ``module`` unchanged.
+    """
+    tensors = {**dict(module.named_parameters()), **dict(module.named_buffers())}
     meta = {k: torch.empty_like(v, device="meta") for k, v in tensors.items()}
-    images = torch.empty(1, 3, input_size, input_size, device="meta")
-    was_training = model.training
-    model.eval()
+    was_training = module.training
+    module.eval()
     try:
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            functional_call(model, meta, (images,))
+            functional_call(module, meta, inputs)
     finally:
-        model.train(was_training)
+        module.train(was_training)
     return counter.get_total_flops()
