@@ -19,6 +19,7 @@ table, and the report compares every arm with ``scratch`` (3D-only) at equal com
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DETECTOR_INITS = ("scratch", "pretrain_2d")
@@ -64,6 +65,10 @@ class Arm:
         """True when the 3D pose comes from a lifter (so it is scored through every study lifter)."""
         return self.lifted_by is not None
 
+    def guide_lifters(self, guide: Sequence[str]) -> list[str]:
+        """The lifters of ``lifters.guide`` that are frozen in this arm's loss."""
+        return {"none": [], "first": list(guide[:1]), "all": list(guide)}[self.guides]
+
 
 ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("scratch", "3D-only (scratch)", "3D-only training", "scratch", "depth"),
@@ -80,3 +85,19 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
         "end_to_end", lifted_by="heatmap"),
 )}
 BASELINE = "scratch"  # the 3D-only arm every other arm is compared with
+
+
+def upstream_lifter_runs(arm: Arm, lifters: dict) -> list[tuple[str, str, str]]:
+    """(stage, lifter, init) of the lifter runs ``arm``'s 3D pose depends on, upstream first.
+
+    The guide lifters in its loss (or the first guide lifter, when that lifts it), the sequence lifter
+    and its pose pre-training, or the heatmap lifter's pose pre-training; ``init`` is ``""`` for
+    ``pretrain_pose`` runs. ``lifters`` is the study config's ``lifters`` section.
+    """
+    names = arm.guide_lifters(lifters["guide"]) or (lifters["guide"][:1] if arm.lifted_by == "guide" else [])
+    runs = [("train_lifter", name, "scratch") for name in names]
+    if arm.lifted_by == "sequence":
+        runs += [("pretrain_pose", lifters["sequence"], ""), ("train_lifter", lifters["sequence"], "pretrain_pose")]
+    if arm.lifted_by == "heatmap":
+        runs.append(("pretrain_pose", lifters["heatmap"], ""))
+    return runs

@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from pose_study._spec import spec_from_dict
-from pose_study.arms import ARMS, Arm
+from pose_study.arms import ARMS, Arm, upstream_lifter_runs
 from pose_study.lifters import LIFTERS, applicable_options
 from pose_study.models import MODELS
 from pose_study.report import matrix
@@ -276,19 +276,15 @@ class Study:
     def arm_inputs(self, arm: str) -> ArmInputs:
         """The upstream runs of ``arm``'s fine-tuning (pose_study/arms.py decides which)."""
         a, lifters = ARMS[arm], self.config["lifters"]
-        first = lifters["guide"][:1]
+        runs = upstream_lifter_runs(a, lifters)
         # ft_2d and apt_pose have no lifter in their loss; the first guide lifter only validates them
-        validation = first if a.lifted_by in ("guide", "sequence") else []
-        guides = {"none": validation, "first": first, "all": lifters["guide"]}[a.guides]
-        in_pipeline = guides if a.guides != "none" else (first if a.lifted_by == "guide" else [])
-        priors = [("train_lifter", name, "scratch") for name in in_pipeline]
-        if a.lifted_by == "sequence":
-            priors.append(("train_lifter", lifters["sequence"], "pretrain_pose"))
+        validation = lifters["guide"][:1] if a.lifted_by in ("guide", "sequence") else []
+        guides = a.guide_lifters(lifters["guide"]) or validation
+        # a lifter trained from pose pre-training already carries that pre-training's compute
+        carried = {lifter for _, lifter, init in runs if init == "pretrain_pose"}
+        priors = tuple(run for run in runs if not (run[0] == "pretrain_pose" and run[1] in carried))
         lifter_init = lifters["heatmap"] if a.lifted_by == "heatmap" else None
-        if lifter_init:
-            priors.append(("pretrain_pose", lifter_init, ""))
-        return ArmInputs(a.detector_init == "pretrain_2d", tuple((g, "scratch") for g in guides), lifter_init,
-                         tuple(priors))
+        return ArmInputs(a.detector_init == "pretrain_2d", tuple((g, "scratch") for g in guides), lifter_init, priors)
 
     def evaluation_lifters(self) -> list[tuple[str, tuple[str, str, str]]]:
         """(variant name, (stage, lifter, init)) of every lifter a lifter arm is scored through."""

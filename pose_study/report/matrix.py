@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pose_study.arms import ARMS, BASELINE
+from pose_study.arms import ARMS, BASELINE, upstream_lifter_runs
 
 PRETRAIN_STAGE = "pretrain_2d"
 FINETUNE_STAGE = "finetune_3d"
@@ -32,8 +32,6 @@ END_TO_END = "end_to_end"  # primary of the mpt arm: the lifter inside its own m
 BASELINE_ARM = BASELINE  # the 3D-only arm every other arm is compared against
 SPLIT_3D_TEST = "test"
 SPLIT_2D_TEST = "val"
-LIFTER_DEFAULTS = {"guide": ["mlp_tiny", "graph_tiny"], "held_out": ["transformer_tiny"], "sequence": "apt_tiny",
-                   "heatmap": "mpt_tiny"}
 
 
 @dataclass(frozen=True, order=True)
@@ -93,11 +91,6 @@ def study_test_sets(config: dict) -> list[EvalSplit]:
     return tests + [EvalSplit(d, SPLIT_2D_TEST, "2d") for d in config["test_2d"]]
 
 
-def lifter_settings(config: dict) -> dict:
-    """The config's ``lifters`` section with the schema's defaults for absent keys."""
-    return {**LIFTER_DEFAULTS, **{k: v for k, v in config.get("lifters", {}).items() if v is not None}}
-
-
 def _lifted_by(config: dict) -> set:
     return {ARMS[a].lifted_by for a in config["arms"] if a in ARMS}
 
@@ -105,7 +98,7 @@ def _lifted_by(config: dict) -> set:
 def trained_lifters(config: dict) -> list[tuple[str, str]]:
     """(lifter, init) of every ``train_lifter`` run per (3D set, seed): guide and held-out lifters from
     scratch when any arm lifts; the sequence lifter from scratch and from pose pre-training with ``apt_pose``."""
-    lifted_by, s = _lifted_by(config), lifter_settings(config)
+    lifted_by, s = _lifted_by(config), config["lifters"]
     out = []
     if lifted_by - {None}:
         out += [(name, "scratch") for name in [*s["guide"], *s["held_out"]]]
@@ -117,7 +110,7 @@ def trained_lifters(config: dict) -> list[tuple[str, str]]:
 def pose_pretrained_lifters(config: dict) -> list[str]:
     """Lifters with a ``pretrain_pose`` run per (3D set, seed): the sequence (``apt_pose``) and heatmap
     (``mpt``) lifters of the arms present."""
-    lifted_by, s = _lifted_by(config), lifter_settings(config)
+    lifted_by, s = _lifted_by(config), config["lifters"]
     return [s[kind] for kind in ("sequence", "heatmap") if kind in lifted_by]
 
 
@@ -126,13 +119,13 @@ def evaluation_lifters(config: dict) -> list[str]:
     ``<lifter>/<init>`` of each ``train_lifter`` run, then ``<heatmap lifter>/zero_shot`` with ``mpt``."""
     names = [f"{lifter}/{init}" for lifter, init in trained_lifters(config)]
     if "heatmap" in _lifted_by(config):
-        names.append(f"{lifter_settings(config)['heatmap']}/{ZERO_SHOT}")
+        names.append(f"{config['lifters']['heatmap']}/{ZERO_SHOT}")
     return names
 
 
 def primary_lifter(config: dict, arm: str) -> str | None:
     """The lifter variant that is ``arm``'s own 3D prediction (None: the network's depth maps)."""
-    lifted_by, s = ARMS[arm].lifted_by, lifter_settings(config)
+    lifted_by, s = ARMS[arm].lifted_by, config["lifters"]
     return {None: None, "guide": f"{s['guide'][0]}/scratch", "sequence": f"{s['sequence']}/pretrain_pose",
             "heatmap": END_TO_END}[lifted_by]
 
@@ -142,20 +135,12 @@ def upstream_runs(config: dict, key: RunKey) -> list[RunKey]:
     2D pre-training run its detector starts from, the frozen guide lifters in its loss, the lifter
     that lifts it, and the pose pre-training behind that lifter. Their training compute is the
     arm's cost beside the run's own."""
-    arm, s = ARMS[key.arm], lifter_settings(config)
+    arm = ARMS[key.arm]
     out = []
     if arm.detector_init == PRETRAIN_STAGE:
         out.append(RunKey(PRETRAIN_STAGE, "", key.model, key.dataset_2d, "", key.seed))
-    guides = {"none": [], "first": s["guide"][:1], "all": list(s["guide"])}[arm.guides]
-    if arm.lifted_by == "guide":
-        guides = guides or s["guide"][:1]
-    out += [RunKey(LIFTER_STAGE, "scratch", lifter, "", key.dataset_3d, key.seed) for lifter in guides]
-    if arm.lifted_by == "sequence":
-        out += [RunKey(POSE_PRETRAIN_STAGE, "", s["sequence"], "", key.dataset_3d, key.seed),
-                RunKey(LIFTER_STAGE, "pretrain_pose", s["sequence"], "", key.dataset_3d, key.seed)]
-    if arm.lifted_by == "heatmap":
-        out.append(RunKey(POSE_PRETRAIN_STAGE, "", s["heatmap"], "", key.dataset_3d, key.seed))
-    return out
+    return out + [RunKey(stage, init, lifter, "", key.dataset_3d, key.seed)
+                  for stage, lifter, init in upstream_lifter_runs(arm, config["lifters"])]
 
 
 def expected_runs(config: dict) -> list[RunKey]:

@@ -88,7 +88,7 @@ def _over_seeds(frame: pd.DataFrame, arm: str, model: str) -> stats.Interval:
 
 def lifter_role(config: dict, name: str) -> str:
     """How a study lifter was trained and used: ``guide``, ``held out``, ``sequence`` or ``heatmap``."""
-    s, (lifter, _, init) = matrix.lifter_settings(config), name.partition("/")
+    s, (lifter, _, init) = config["lifters"], name.partition("/")
     if lifter in s["guide"]:
         return "guide"
     if lifter in s["held_out"]:
@@ -98,8 +98,7 @@ def lifter_role(config: dict, name: str) -> str:
 
 def in_loss(config: dict, arm: str, name: str) -> bool:
     """True when lifter ``name`` was a frozen guide in ``arm``'s training loss."""
-    guide = matrix.lifter_settings(config)["guide"]
-    chosen = {"none": [], "first": guide[:1], "all": guide}[ARMS[arm].guides]
+    chosen = ARMS[arm].guide_lifters(config["lifters"]["guide"])
     return name in {f"{lifter}/scratch" for lifter in chosen}
 
 
@@ -143,7 +142,7 @@ def apt_sentence(res: StudyResults) -> str | None:
     arm = next((a for a in res.arms if a in ARMS and ARMS[a].lifted_by == "sequence"), None)
     if arm is None:
         return None
-    seq, test = matrix.lifter_settings(res.config)["sequence"], res.primary_test
+    seq, test = res.config["lifters"]["sequence"], res.primary_test
     world = f" ({SYNTHETIC_LABEL})" if test and res.source(test) == "synthetic" else ""
     subject = (f"The APTPose-pre-trained sequence lifter ({seq}) {{verb}} the same lifter trained from scratch "
                f"on {test}{world} {_steps_text(res, seq)}")
