@@ -198,9 +198,11 @@ def evaluation_lifters(wc):
 
 
 def lifter_args(wc, input):
-    names = STUDY.evaluate_spec(wc.model, "", wc.arm).lifters
-    paths = evaluation_lifters(wc)
-    return " ".join(f"--lifter {shlex.quote(f'{n}={paths[n]}')}" for n in names)
+    """--lifter NAME=PATH per evaluation lifter, in the order of the evaluate spec's ``lifters``."""
+    lifters = evaluation_lifters(wc).items()
+    return " ".join(
+        f"--lifter {shlex.quote(f'{name}={path}')}" for name, path in lifters
+    )
 
 
 def table_dir(wildcards, output):
