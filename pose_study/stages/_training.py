@@ -112,8 +112,6 @@ def _train_and_write(stage: str, spec: Any, model: torch.nn.Module, preset: str,
         write_json(out.spec_json, spec_record(spec))
     crop = data.val.crop_size
     flops = models.forward_flops(model, crop) + extra_flops
-    priors = prior if isinstance(prior, list) else [prior or {}]
-    prior_flops = sum(p.get("train_flops", 0.0) for p in priors)
     identity = {"inputs": _input_identity(data)}
     if info.enabled:  # a checkpoint of another world size is another run (the global batch differs)
         identity["world_size"] = info.world_size
@@ -121,28 +119,17 @@ def _train_and_write(stage: str, spec: Any, model: torch.nn.Module, preset: str,
     first = phases[0].objective
     first_metric = (validate(model, data.val, loop.eval_samples, loop.batch_size, first.val_lifter, first.beta)
                     if info.is_main else None)
-    progress = train(model, phases, data, loop, out.checkpoint_dir, flops, prior_flops, run_id)
+    progress = train(model, phases, data, loop, out.checkpoint_dir, flops, accounting.prior_flops(prior), run_id)
     if not info.is_main:
         return {}
-    metric, value = progress.curve[-1]["val_metric"], progress.curve[-1]["val_value"]
-    device = data.val.device
-    own = accounting.totals(progress, flops, device_count=info.world_size)
-    result = {
-        "stage": stage, "model": preset, "input_size": crop, "source": data.val.info.source,
-        "params": models.count_parameters(model), "forward_flops_per_image": flops,
-        "final": {"metric": metric, "value": value, "initial_value": first_metric[1]},
-        "compute": {**own, "steps": progress.step, "device": accounting.device_name(device),
-                    "device_count": info.world_size,
-                    "img_per_s": progress.samples / max(progress.seconds, 1e-9),
-                    "peak_memory_mb": accounting.peak_memory_mb(device)},
-        "compute_total": accounting.add_prior(own, prior),
-        **(extra or {}),
-    }
+    result = {**accounting.run_metrics(stage, preset, data.val, models.count_parameters(model), flops, progress,
+                                       first_metric[1], prior, info.world_size), **(extra or {})}
     _save_model(out.model, model, preset)
     accounting.write_curve(out.curve, progress.curve)
     write_json(out.metrics, result)
-    log.info("%s done: %s = %.3f (from %.3f) in %.0f s, %.3g training FLOPs", stage, metric, value,
-             first_metric[1], own["wall_seconds"], own["train_flops"])
+    final, own = result["final"], result["compute"]
+    log.info("%s done: %s = %.3f (from %.3f) in %.0f s, %.3g training FLOPs", stage, final["metric"],
+             final["value"], final["initial_value"], own["wall_seconds"], own["train_flops"])
     return result
 
 

@@ -31,8 +31,8 @@ from pose_study.data.poses import PoseData
 from pose_study.lifters.batch import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS
 from pose_study.stages import _training
-from pose_study.stages.train_lifter import (flops_per_sample, freeze_options, input_identity, sampler, setup,
-                                            train_and_write)
+from pose_study.stages._pose_training import (flops_per_sample, freeze_options, input_identity, sampler, setup,
+                                              train_and_write)
 from pose_study.train.lifting import PoseLoopSpec, PoseTraining, Schedule, validate_lifter
 from pose_study.train.loop import fingerprint
 

@@ -24,32 +24,20 @@ import torch
 from torch import nn
 
 from pose_study import lifters
-from pose_study._io import write_json
-from pose_study._spec import load_spec_arg, spec_record
-from pose_study.data.batches import random_indices
+from pose_study._spec import load_spec_arg
 from pose_study.data.poses import PoseData
 from pose_study.lifters.batch import PoseBatch
 from pose_study.lifters.inputs import relative_3d
 from pose_study.stages import _training
-from pose_study.train import accounting, distributed
+from pose_study.stages._pose_training import (flops_per_sample, freeze_options, input_identity, sampler, setup,
+                                              train_and_write)
+from pose_study.train import accounting
 from pose_study.train.lifting import (PoseLoopSpec, PoseTraining, Schedule, centre_mse_loss, lifter_inputs,
-                                      train_poses, validate_lifter)
-from pose_study.train.loop import fingerprint, resolve_device
+                                      validate_lifter)
+from pose_study.train.loop import fingerprint
 
 log = logging.getLogger(__name__)
 INITS = ("scratch", "pretrain_pose")
-
-
-def freeze_options(options: Any, owner: str) -> tuple[tuple[str, Any], ...]:
-    """Lifter ablation options as sorted (key, value) pairs without None values (hashable, JSON-able).
-
-    Accepts a mapping or a sequence of pairs (what ``spec.json`` holds after a round trip).
-    """
-    try:
-        pairs = dict(options or {})
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{owner}.options must be a mapping of lifter options, got {options!r}") from err
-    return tuple(sorted((str(k), v) for k, v in pairs.items() if v is not None))
 
 
 @dataclass(frozen=True)
@@ -88,65 +76,6 @@ class TrainLifterSpec:
             raise ValueError(f"steps and batch_size must be ≥ 1, got {self.steps} and {self.batch_size}")
         if self.noise_px < 0:
             raise ValueError(f"noise_px must be ≥ 0, got {self.noise_px}")
-
-
-# --- building blocks shared with pretrain_pose ----------------------------------------------------
-
-
-def setup(loop: PoseLoopSpec) -> torch.device:
-    """CPU threads by the project rule, the device, and the seed of the initial weights."""
-    distributed.configure_threads()
-    torch.manual_seed(loop.seed)
-    return resolve_device(loop.device)
-
-
-def sampler(data: PoseData, frames: int):
-    """``(batch_size, generator) -> PoseBatch``: uniform draws with replacement from ``data``."""
-
-    def sample(batch_size: int, generator: torch.Generator) -> PoseBatch:
-        return data.gather(random_indices(len(data), batch_size, generator), frames)
-
-    return sample
-
-
-def flops_per_sample(model: nn.Module, crop_size: int) -> int:
-    side = crop_size // 4
-    return lifters.lifter_flops(model, map_size=(side, side))
-
-
-def input_identity(*splits: PoseData | None) -> list:
-    """What identifies a run's inputs in its fingerprint (dataset, split, size per input)."""
-    return [(s.info.dataset, s.info.split, len(s)) if s is not None else None for s in splits]
-
-
-def train_and_write(stage: str, spec: Any, run: PoseTraining, schedule: Schedule, val: PoseData,
-                    out: _training.TrainOutputs, prior: dict | None, extra: dict) -> dict:
-    """Validate, train, and write model.pt, curve.csv, metrics.json and spec.json; returns the metrics."""
-    write_json(out.spec_json, spec_record(spec))
-    first = run.validate(run.model)
-    progress = train_poses(run, schedule, spec.loop, out.checkpoint_dir)
-    final = progress.curve[-1]
-    own = accounting.totals(progress, run.flops_per_sample)
-    device = val.device
-    result = {
-        "stage": stage, "model": spec.lifter, "input_size": val.crop_size, "source": val.info.source,
-        "params": sum(p.numel() for p in run.model.parameters()), "forward_flops_per_image": run.flops_per_sample,
-        "final": {"metric": final["val_metric"], "value": final["val_value"], "initial_value": first[1]},
-        "compute": {**own, "steps": progress.step, "device": accounting.device_name(device), "device_count": 1,
-                    "img_per_s": progress.samples / max(progress.seconds, 1e-9),
-                    "peak_memory_mb": accounting.peak_memory_mb(device)},
-        "compute_total": accounting.add_prior(own, prior),
-        "lifter": spec.lifter, **extra,
-    }
-    lifters.save_lifter(out.model, run.model)
-    accounting.write_curve(out.curve, progress.curve)
-    write_json(out.metrics, result)
-    log.info("%s %s done: %s = %.2f (from %.2f) in %.0f s", stage, spec.lifter, final["val_metric"],
-             final["val_value"], first[1], own["wall_seconds"])
-    return result
-
-
-# --- this stage -----------------------------------------------------------------------------------
 
 
 def sequence_loss(model: nn.Module, batch: PoseBatch,
@@ -188,7 +117,7 @@ def run(spec: TrainLifterSpec, train_3d: Path, val_3d: Path, out: _training.Trai
     loss = sequence_loss if hasattr(model, "forward_sequence") else centre_mse_loss
     run_ = PoseTraining(model, loss, sampler(train, model.frames),
                         lambda m: validate_lifter(m, val, spec.loop.eval_samples),
-                        flops_per_sample(model, val.crop_size), (prior or {}).get("train_flops", 0.0),
+                        flops_per_sample(model, val.crop_size), accounting.prior_flops(prior),
                         fingerprint(spec, {"inputs": input_identity(train, val), "prior": prior}))
     schedule = Schedule("train_lifter", spec.steps, spec.lr, spec.lr_steps, spec.batch_size, spec.noise_px)
     return train_and_write("train_lifter", spec, run_, schedule, val, out, prior,

@@ -66,6 +66,38 @@ def totals(progress: Progress, flops_per_image: int, device_count: int = 1) -> d
     }
 
 
+def prior_flops(prior: dict[str, float] | list[dict[str, float]] | None) -> float:
+    """Training FLOPs of the upstream run(s) (``prior`` as in ``add_prior``)."""
+    priors = prior if isinstance(prior, list) else [prior or {}]
+    return sum(p.get("train_flops", 0.0) for p in priors)
+
+
+def run_metrics(stage: str, model: str, val: Any, params: int, flops_per_image: int, progress: Progress,
+                initial_value: float, prior: dict | list[dict] | None = None, device_count: int = 1) -> dict[str, Any]:
+    """The ``metrics.json`` document of a finished training run (before stage-specific entries).
+
+    Args:
+        stage: Stage name. model: Preset name (detector or lifter).
+        val: The validation split (``crop_size``, ``info.source``, ``device``).
+        params: Parameters. flops_per_image: Forward FLOPs per training sample.
+        progress: The final progress (its last curve row is the final validation).
+        initial_value: Validation value before training.
+        prior: ``compute_total`` of the upstream run(s) this run carries.
+        device_count: Devices that trained (ranks).
+    """
+    final = progress.curve[-1]
+    own = totals(progress, flops_per_image, device_count=device_count)
+    return {
+        "stage": stage, "model": model, "input_size": val.crop_size, "source": val.info.source,
+        "params": params, "forward_flops_per_image": flops_per_image,
+        "final": {"metric": final["val_metric"], "value": final["val_value"], "initial_value": initial_value},
+        "compute": {**own, "steps": progress.step, "device": device_name(val.device), "device_count": device_count,
+                    "img_per_s": progress.samples / max(progress.seconds, 1e-9),
+                    "peak_memory_mb": peak_memory_mb(val.device)},
+        "compute_total": add_prior(own, prior),
+    }
+
+
 def add_prior(own: dict[str, float], prior: dict[str, float] | list[dict[str, float]] | None) -> dict[str, float]:
     """Totals including upstream runs' totals (``prior``: one ``compute_total`` or a list of them,
     from their metrics.json files: 2D pre-training, lifters, pose pre-training)."""

@@ -17,7 +17,7 @@ from pose_study.data.formats import read_split
 from pose_study.data.poses import PoseData
 from pose_study.lifters.batch import PoseBatch
 from pose_study.lifters.inputs import project, relative_3d
-from pose_study.stages import _training, train_lifter
+from pose_study.stages import _pose_training, _training, train_lifter
 from pose_study.train import lifting
 from pose_study.train.accounting import CURVE_COLUMNS
 from pose_study.train.loop import TrainingInterrupted
@@ -135,7 +135,7 @@ def test_non_finite_loss_names_step_and_terms(tiny_world, tmp_path):
         total = model(*lifting.lifter_inputs(model, batch)).sum() * float("nan")
         return {"total": total, "pose": total}
 
-    run = lifting.PoseTraining(model, loss, train_lifter.sampler(data, 1), lambda m: ("mpjpe_mm", 0.0), 1)
+    run = lifting.PoseTraining(model, loss, _pose_training.sampler(data, 1), lambda m: ("mpjpe_mm", 0.0), 1)
     with pytest.raises(FloatingPointError, match=r"step 1: total=nan pose=nan"):
         lifting.train_poses(run, lifting.Schedule("t", 5, 1e-3, batch_size=4), lifting.PoseLoopSpec(), tmp_path)
 
