@@ -1,8 +1,8 @@
 """Plumbing shared by the two pose-only training stages (``train_lifter``, ``pretrain_pose``).
 
-Set-up (threads, device, seed), batch sampling, FLOPs per sample, the run's input identity, spec
-options, and writing ``model.pt`` (``lifters.save_lifter``), ``curve.csv``, ``metrics.json`` (the keys
-of the detector stages, ``accounting.run_metrics``) and ``spec.json``.
+Set-up (threads, device, seed), batch sampling, FLOPs per sample, spec options, and writing
+``model.pt`` (``lifters.save_lifter``), ``curve.csv``, ``metrics.json`` (the keys of the detector
+stages, ``accounting.run_metrics``) and ``spec.json``.
 """
 
 from __future__ import annotations
@@ -58,11 +58,6 @@ def sampler(data: PoseData, frames: int):
 def flops_per_sample(model: nn.Module, crop_size: int) -> int:
     side = crop_size // 4
     return lifters.lifter_flops(model, map_size=(side, side))
-
-
-def input_identity(*splits: PoseData | None) -> list:
-    """What identifies a run's inputs in its fingerprint (dataset, split, size per input)."""
-    return [(s.info.dataset, s.info.split, len(s)) if s is not None else None for s in splits]
 
 
 def train_and_write(stage: str, spec: Any, run: PoseTraining, schedule: Schedule, val: PoseData,

@@ -112,7 +112,7 @@ def _train_and_write(stage: str, spec: Any, model: torch.nn.Module, preset: str,
         write_json(out.spec_json, spec_record(spec))
     crop = data.val.crop_size
     flops = models.forward_flops(model, crop) + extra_flops
-    identity = {"inputs": _input_identity(data)}
+    identity = {"inputs": input_identity(data.val, data.train_2d, data.train_3d)}
     if info.enabled:  # a checkpoint of another world size is another run (the global batch differs)
         identity["world_size"] = info.world_size
     run_id = fingerprint(spec, identity)
@@ -154,5 +154,6 @@ def read_priors(metrics_paths: list[Path]) -> list[dict]:
     return [read_prior(path) for path in metrics_paths]
 
 
-def _input_identity(data: TrainData) -> list:
-    return [(s.info.dataset, s.info.split, len(s)) if s else None for s in (data.val, data.train_2d, data.train_3d)]
+def input_identity(*splits: Any) -> list:
+    """What identifies a run's inputs in its fingerprint: (dataset, split, size) per split, or None."""
+    return [(s.info.dataset, s.info.split, len(s)) if s is not None else None for s in splits]

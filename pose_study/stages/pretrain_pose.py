@@ -31,8 +31,7 @@ from pose_study.data.poses import PoseData
 from pose_study.lifters.batch import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS
 from pose_study.stages import _training
-from pose_study.stages._pose_training import (flops_per_sample, freeze_options, input_identity, sampler, setup,
-                                              train_and_write)
+from pose_study.stages._pose_training import flops_per_sample, freeze_options, sampler, setup, train_and_write
 from pose_study.train.lifting import PoseLoopSpec, PoseTraining, Schedule, validate_lifter
 from pose_study.train.loop import fingerprint
 
@@ -187,7 +186,7 @@ def run(spec: PretrainPoseSpec, train_3d: Path, val_3d: Path, train_2d: list[Pat
     run_ = PoseTraining(model, loss, sample,
                         lambda m: validate_lifter(m, val, spec.loop.eval_samples, spec.heatmap_sigma),
                         flops_per_sample(model, val.crop_size), 0.0,
-                        fingerprint(spec, {"inputs": input_identity(train, val, *images)}))
+                        fingerprint(spec, {"inputs": _training.input_identity(train, val, *images)}))
     schedule = Schedule("pretrain_pose", spec.steps, spec.lr, spec.lr_steps, spec.batch_size, noise)
     extra = {"dataset_3d": train.info.dataset, "datasets_2d": [p.info.dataset for p in images]}
     return train_and_write("pretrain_pose", spec, run_, schedule, val, out, None, extra)

@@ -29,8 +29,7 @@ from pose_study.data.poses import PoseData
 from pose_study.lifters.batch import PoseBatch
 from pose_study.lifters.inputs import relative_3d
 from pose_study.stages import _training
-from pose_study.stages._pose_training import (flops_per_sample, freeze_options, input_identity, sampler, setup,
-                                              train_and_write)
+from pose_study.stages._pose_training import flops_per_sample, freeze_options, sampler, setup, train_and_write
 from pose_study.train import accounting
 from pose_study.train.lifting import (PoseLoopSpec, PoseTraining, Schedule, centre_mse_loss, lifter_inputs,
                                       validate_lifter)
@@ -118,7 +117,7 @@ def run(spec: TrainLifterSpec, train_3d: Path, val_3d: Path, out: _training.Trai
     run_ = PoseTraining(model, loss, sampler(train, model.frames),
                         lambda m: validate_lifter(m, val, spec.loop.eval_samples),
                         flops_per_sample(model, val.crop_size), accounting.prior_flops(prior),
-                        fingerprint(spec, {"inputs": input_identity(train, val), "prior": prior}))
+                        fingerprint(spec, {"inputs": _training.input_identity(train, val), "prior": prior}))
     schedule = Schedule("train_lifter", spec.steps, spec.lr, spec.lr_steps, spec.batch_size, spec.noise_px)
     return train_and_write("train_lifter", spec, run_, schedule, val, out, prior,
                            {"init": spec.init, "dataset_3d": train.info.dataset})
