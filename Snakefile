@@ -31,6 +31,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain_2d.smk"
+include: "workflow/rules/pretrain_pose.smk"
 include: "workflow/rules/train_lifter.smk"
 include: "workflow/rules/finetune_3d.smk"
 include: "workflow/rules/evaluate.smk"
@@ -40,5 +41,5 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        REPORT,
-        TABLES,
+        PLAN.report_path,
+        PLAN.table_paths(),

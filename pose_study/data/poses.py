@@ -1,8 +1,8 @@
-"""A split's labels as tensors for pose-only training (lifters): no images are read.
+"""Pose-only data: a split's labels as tensors (no images), and the batches lifters train on.
 
 ``PoseData.load`` reads a canonical split with ``read_split(path, images=False)`` and keeps its 2D
 joints, 3D joints, cameras and, for sequence lifters, the frame windows of every sample
-(``lifters.inputs.sequence_windows``: T frames of the same clip centred on the sample,
+(``sequence_windows``: T frames of the same clip centred on the sample,
 edge-replicated at clip ends). ``gather`` turns sample indices into a ``PoseBatch`` of T frames.
 2D-only splits get zero 3D joints, ``valid_3d`` all False and identity intrinsics.
 """
@@ -10,6 +10,7 @@ edge-replicated at clip ends). ``gather`` turns sample indices into a ``PoseBatc
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import h5py
@@ -17,8 +18,79 @@ import numpy as np
 import torch
 
 from pose_study.data.formats import SplitInfo, read_split
-from pose_study.lifters.batch import PoseBatch
-from pose_study.lifters.inputs import sequence_windows
+
+
+@dataclass
+class PoseBatch:
+    """B samples of T frames (T = 1 for single-frame lifters), K joints.
+
+    Attributes:
+        joints_2d: [B, T, K, 2] crop pixels.
+        valid_2d: [B, T, K] bool.
+        joints_3d: [B, T, K, 3] camera frame, mm (zeros where there is no 3D label).
+        valid_3d: [B, T, K] bool (all False for 2D-only samples).
+        intrinsics: [B, T, 3, 3] crop-pixel intrinsics (identity for 2D-only samples).
+        is_3d: [B] bool, the sample carries 3D labels.
+        crop_size: Side of the crops the 2D joints live in (pixels).
+    """
+
+    joints_2d: torch.Tensor
+    valid_2d: torch.Tensor
+    joints_3d: torch.Tensor
+    valid_3d: torch.Tensor
+    intrinsics: torch.Tensor
+    is_3d: torch.Tensor
+    crop_size: int
+
+    @property
+    def frames(self) -> int:
+        return self.joints_2d.shape[1]
+
+    def centre(self) -> PoseBatch:
+        """The centre frame only (T = 1)."""
+        t = self.frames // 2
+        pick = slice(t, t + 1)
+        return PoseBatch(self.joints_2d[:, pick], self.valid_2d[:, pick], self.joints_3d[:, pick],
+                         self.valid_3d[:, pick], self.intrinsics[:, pick], self.is_3d, self.crop_size)
+
+
+def sequence_windows(clip: Sequence[str] | np.ndarray, frame: Sequence[int] | np.ndarray,
+                     length: int) -> np.ndarray:
+    """Indices of the frames around each sample, within its clip.
+
+    Samples of one clip are ordered by ``frame``; the window of a sample holds its ``length // 2``
+    predecessors, itself and as many successors in that order, repeating the clip's first/last
+    sample where the window runs past either end. Works for any sample order (and for clips
+    subsampled in time: neighbours are the adjacent stored frames).
+
+    Args:
+        clip: [N] clip id of each sample.
+        frame: [N] frame number of each sample within its clip.
+        length: Window length T, odd and ≥ 1.
+
+    Returns:
+        [N, T] int64 row indices into the same N samples; column T // 2 is the sample itself
+        (for distinct (clip, frame) pairs).
+
+    Raises:
+        ValueError: ``length`` is not odd and positive, or ``clip`` and ``frame`` differ in length.
+    """
+    if length < 1 or length % 2 == 0:
+        raise ValueError(f"window length must be odd and ≥ 1, got {length}")
+    clip, frame = np.asarray(clip), np.asarray(frame)
+    if clip.shape != frame.shape or clip.ndim != 1:
+        raise ValueError(f"clip and frame must be 1-D of one length, got shapes {clip.shape} and "
+                         f"{frame.shape}")
+    _, clip_id = np.unique(clip, return_inverse=True)
+    order = np.lexsort((frame, clip_id))  # by clip, then frame
+    sorted_id = clip_id[order]
+    first = np.searchsorted(sorted_id, sorted_id, side="left")
+    last = np.searchsorted(sorted_id, sorted_id, side="right") - 1
+    offsets = np.arange(length) - length // 2
+    position = np.clip(np.arange(len(order))[:, None] + offsets, first[:, None], last[:, None])
+    windows = np.empty((len(order), length), dtype=np.int64)
+    windows[order] = order[position]
+    return windows
 
 
 @dataclass

@@ -14,8 +14,7 @@ hierarchical masked sequence lifter) and ``mpt`` (MPT's heatmap regression trans
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -28,90 +27,15 @@ from pose_study.lifters.mlp import MlpLifter
 from pose_study.lifters.mpt import MptLifter
 from pose_study.lifters.transformer import TransformerLifter
 from pose_study.models import meta_flops
+from pose_study.presets import (FUSIONS, INPUTS, LIFTER_KINDS, LIFTERS, OPTIONS, LifterPreset, applicable_options,
+                                resolve_preset)
 from pose_study.train.checkpoint import load_file, load_state_dict_strict, model_state, save_file, unwrap
 
 KINDS = {"mlp": MlpLifter, "graph": GraphLifter, "transformer": TransformerLifter, "apt": AptLifter,
          "mpt": MptLifter}
-INPUTS = ("coords", "heatmaps")
-FUSIONS = ("multiply", "add")
-OPTIONS = ("input", "fusion")  # the ablation switches a study config may override
-
-
-@dataclass(frozen=True)
-class LifterPreset:
-    """One lifter.
-
-    Attributes:
-        kind: A key of ``KINDS``.
-        width: Hidden width (mlp: linear width; others: token/feature channels).
-        blocks: Residual blocks (mlp), graph layers (graph) or transformer layers.
-        frames: Input frames T (odd); the centre frame is predicted.
-        heads: Attention heads (transformer, apt, mpt).
-        dropout: Dropout probability.
-        patch: Heatmap patch side in heatmap pixels (mpt).
-        input: ``coords`` or ``heatmaps`` (mpt's ablation switch; the others take coords).
-        fusion: How APTPose fuses its four mask-level encoders: ``multiply`` or ``add``.
-    """
-
-    kind: str
-    width: int = 256
-    blocks: int = 2
-    frames: int = 1
-    heads: int = 4
-    dropout: float = 0.1
-    patch: int = 4
-    input: str = "coords"
-    fusion: str = "multiply"
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown lifter kind {self.kind!r}; choices: {sorted(KINDS)}")
-        if self.input not in INPUTS:
-            raise ValueError(f"lifter input must be one of {INPUTS}, got {self.input!r}")
-        if self.input == "heatmaps" and self.kind != "mpt":
-            raise ValueError(f"only mpt lifters take heatmaps; {self.kind} takes coords")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        if self.frames < 1 or self.frames % 2 == 0:
-            raise ValueError(f"frames must be odd and ≥ 1 (the centre frame is predicted), got {self.frames}")
-
-
-LIFTERS: dict[str, LifterPreset] = {
-    # Martinez et al. 2017: 1024 wide, 2 residual blocks, dropout 0.5.
-    "mlp": LifterPreset("mlp", width=1024, blocks=2, dropout=0.5),
-    "mlp_tiny": LifterPreset("mlp", width=256, blocks=2, dropout=0.25),
-    # A graph network over the skeleton (SemGCN's size: 128 channels, 4 residual blocks).
-    "graph": LifterPreset("graph", width=128, blocks=4),
-    "graph_tiny": LifterPreset("graph", width=64, blocks=4),
-    # Joints as tokens (a spatial transformer in the style of PoseFormer's spatial block).
-    "transformer": LifterPreset("transformer", width=128, blocks=4, heads=8),
-    "transformer_tiny": LifterPreset("transformer", width=64, blocks=2, heads=4),
-    # APTPose-style sequence lifter (the paper uses 243 frames; 9 keep CPU studies small).
-    "apt": LifterPreset("apt", width=256, blocks=4, frames=27, heads=8),
-    "apt_tiny": LifterPreset("apt", width=64, blocks=2, frames=9, heads=4),
-    # MPT-style regression transformer over heatmap patches plus joint queries.
-    "mpt": LifterPreset("mpt", width=256, blocks=6, heads=8, patch=8, input="heatmaps"),
-    "mpt_tiny": LifterPreset("mpt", width=64, blocks=2, heads=4, patch=4, input="heatmaps"),
-}
-assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in LIFTERS)
-
-
-def resolve_preset(name: str, options: dict[str, Any] | None = None) -> LifterPreset:
-    """``LIFTERS[name]`` with the ablation ``options`` (``input``, ``fusion``) applied."""
-    if name not in LIFTERS:
-        raise ValueError(f"unknown lifter {name!r}; choices: {sorted(LIFTERS)}")
-    options = {k: v for k, v in (options or {}).items() if v is not None}
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"lifter {name!r}: unknown option(s) {unknown}; allowed: {list(OPTIONS)}")
-    return replace(LIFTERS[name], **options)
-
-
-def applicable_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    """The study-wide ablation ``options`` that concern lifter ``name`` (fusion: apt; input: mpt)."""
-    kind = LIFTERS[name].kind
-    concerns = {"fusion": kind == "apt", "input": kind == "mpt"}
-    return {k: v for k, v in (options or {}).items() if concerns.get(k, True) and v is not None}
+assert set(KINDS) == set(LIFTER_KINDS)
+__all__ = ["FUSIONS", "INPUTS", "KINDS", "LIFTERS", "OPTIONS", "LifterPreset", "applicable_options", "build_lifter",
+           "lifter_flops", "load_lifter", "resolve_preset", "save_lifter"]
 
 
 def build_lifter(name: str, num_joints: int = 17, options: dict[str, Any] | None = None) -> nn.Module:

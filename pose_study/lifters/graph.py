@@ -19,7 +19,7 @@ from torch import nn
 from pose_study.skeletons import CANONICAL, ROOT, Skeleton
 
 if TYPE_CHECKING:
-    from pose_study.lifters import LifterPreset
+    from pose_study.presets import LifterPreset
 
 
 def normalised_adjacency(skeleton: Skeleton) -> torch.Tensor:

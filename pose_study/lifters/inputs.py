@@ -5,7 +5,7 @@
 * ``relative_3d``: camera-frame joints in mm → the lifters' target (root-relative metres).
 * ``project`` / ``reproject`` / ``fit_weak_perspective``: 3D back to crop pixels, with a camera
   (3D data) or with a least-squares scale and translation (2D-only data).
-* ``sequence_windows`` / ``lifter_input`` / ``lift``: frames around each sample, the input of any
+* ``lifter_input`` / ``lift``: frames around each sample, the input of any
   lifter, and batched inference.
 """
 
@@ -135,52 +135,13 @@ def fit_weak_perspective(pred_rel_m: torch.Tensor, joints_2d_px: torch.Tensor,
     return scale * (xy - xy_mean) + obs_mean
 
 
-def sequence_windows(clip: Sequence[str] | np.ndarray, frame: Sequence[int] | np.ndarray,
-                     length: int) -> np.ndarray:
-    """Indices of the frames around each sample, within its clip.
-
-    Samples of one clip are ordered by ``frame``; the window of a sample holds its ``length // 2``
-    predecessors, itself and as many successors in that order, repeating the clip's first/last
-    sample where the window runs past either end. Works for any sample order (and for clips
-    subsampled in time: neighbours are the adjacent stored frames).
-
-    Args:
-        clip: [N] clip id of each sample.
-        frame: [N] frame number of each sample within its clip.
-        length: Window length T, odd and ≥ 1.
-
-    Returns:
-        [N, T] int64 row indices into the same N samples; column T // 2 is the sample itself
-        (for distinct (clip, frame) pairs).
-
-    Raises:
-        ValueError: ``length`` is not odd and positive, or ``clip`` and ``frame`` differ in length.
-    """
-    if length < 1 or length % 2 == 0:
-        raise ValueError(f"window length must be odd and ≥ 1, got {length}")
-    clip, frame = np.asarray(clip), np.asarray(frame)
-    if clip.shape != frame.shape or clip.ndim != 1:
-        raise ValueError(f"clip and frame must be 1-D of one length, got shapes {clip.shape} and "
-                         f"{frame.shape}")
-    _, clip_id = np.unique(clip, return_inverse=True)
-    order = np.lexsort((frame, clip_id))  # by clip, then frame
-    sorted_id = clip_id[order]
-    first = np.searchsorted(sorted_id, sorted_id, side="left")
-    last = np.searchsorted(sorted_id, sorted_id, side="right") - 1
-    offsets = np.arange(length) - length // 2
-    position = np.clip(np.arange(len(order))[:, None] + offsets, first[:, None], last[:, None])
-    windows = np.empty((len(order), length), dtype=np.int64)
-    windows[order] = order[position]
-    return windows
-
-
 def _gather_frames(coords: torch.Tensor, valid: torch.Tensor, windows: torch.Tensor | None,
                    frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     """[N, K, 2] normalised coords → ([M, T, K, 2], [M, T, K]) by ``windows`` [M, T] (T = 1: itself)."""
     if frames == 1:
         return coords[:, None], valid[:, None]
     if windows is None:
-        raise ValueError(f"a {frames}-frame lifter needs windows (lifters.inputs.sequence_windows), got None")
+        raise ValueError(f"a {frames}-frame lifter needs windows (data.poses.sequence_windows), got None")
     if tuple(windows.shape[1:]) != (frames,):
         raise ValueError(f"windows must be [N, {frames}] for a {frames}-frame lifter, "
                          f"got {tuple(windows.shape)}")
@@ -254,7 +215,7 @@ def lift(lifter: nn.Module, joints_2d_px: torch.Tensor, valid: torch.Tensor,
     if plain.input_kind == "heatmaps" and heatmaps is None:
         raise ValueError(f"lifter {plain.preset_name!r} takes heatmaps; got heatmaps=None")
     if plain.input_kind == "coords" and plain.frames > 1 and windows is None:
-        raise ValueError(f"a {plain.frames}-frame lifter needs windows (lifters.inputs.sequence_windows), "
+        raise ValueError(f"a {plain.frames}-frame lifter needs windows (data.poses.sequence_windows), "
                          "got None")
     device = next(lifter.parameters()).device
     valid = valid.bool().to(device)

@@ -15,7 +15,7 @@ from torch import nn
 from pose_study.skeletons import ROOT
 
 if TYPE_CHECKING:
-    from pose_study.lifters import LifterPreset
+    from pose_study.presets import LifterPreset
 
 
 def _layer(width: int, dropout: float, in_features: int | None = None) -> nn.Sequential:

@@ -24,7 +24,7 @@ from torch import nn
 from pose_study.data import codecs
 from pose_study.lifters import inputs
 from pose_study.lifters.apt import reproject_2d
-from pose_study.lifters.batch import PoseBatch
+from pose_study.data.poses import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS, mask_groups, sample_mask
 from pose_study.predict import STRIDE, crop_to_heatmap
 from pose_study.skeletons import CANONICAL, ROOT

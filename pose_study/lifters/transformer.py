@@ -16,7 +16,7 @@ from torch import nn
 from pose_study.skeletons import ROOT
 
 if TYPE_CHECKING:
-    from pose_study.lifters import LifterPreset
+    from pose_study.presets import LifterPreset
 
 FEEDFORWARD = 2  # feed-forward width as a multiple of the token width
 INIT_STD = 0.02  # std of the joint embedding and mask token at initialisation

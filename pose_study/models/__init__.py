@@ -6,7 +6,7 @@ Every model maps ``[B, 3, H, W]`` float images to::
 
 ``stacks`` lists every stack's outputs, first to last (one entry for ResNet), for intermediate
 supervision; ``heatmaps`` / ``depth`` are the last stack's. Depth maps are read at the joint
-(``pose_study.data.codecs.sample_maps``). Presets:
+(``pose_study.data.codecs.sample_maps``). The presets are data in ``pose_study.presets``:
 
 * ``hg1`` … ``hg8``: Newell's stacked hourglass (256 features, 1 residual module, depth 4).
 * ``hg*_tiny``: narrow hourglasses that train on 2 CPU cores at 64×64 input (the CPU size axis).
@@ -16,8 +16,6 @@ supervision; ``heatmaps`` / ``depth`` are the last stack's. Depth maps are read 
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,69 +24,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pose_study.models.hourglass import StackedHourglass
 from pose_study.models.resnet import BLOCKS, PoseResNet, load_backbone_weights
+from pose_study.presets import MODELS, ModelPreset, RESNET_BLOCKS
 
-ARCHS = ("hourglass", "resnet")
-
-
-@dataclass(frozen=True)
-class ModelPreset:
-    """One model size.
-
-    Attributes:
-        arch: ``"hourglass"`` or ``"resnet"``.
-        stacks: Hourglass stacks (hourglass only).
-        modules: Residual modules per hourglass branch (hourglass only).
-        features: Channels inside the hourglasses (hourglass only).
-        depth: Hourglass recursion levels (hourglass only).
-        stem: Channels of the hourglass stem's conv and residuals (hourglass only).
-        block: ``"basic"`` or ``"bottleneck"`` (resnet only).
-        layers: Blocks per ResNet stage (resnet only).
-        widths: Planes per ResNet stage (resnet only).
-        deconv_channels: Channels of the 3 deconvolutions (resnet only).
-    """
-
-    arch: str
-    stacks: int = 1
-    modules: int = 1
-    features: int = 256
-    depth: int = 4
-    stem: tuple[int, int] = (64, 128)
-    block: str = "basic"
-    layers: tuple[int, ...] = (2, 2, 2, 2)
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    deconv_channels: int = 256
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; choices: {ARCHS}")
-        if self.block not in BLOCKS:
-            raise ValueError(f"unknown ResNet block {self.block!r}; choices: {sorted(BLOCKS)}")
-        if len(self.layers) != len(self.widths):
-            raise ValueError(f"layers {self.layers} and widths {self.widths} differ in length")
-
-
-_TINY_HG = dict(arch="hourglass", features=32, depth=3, stem=(16, 32))
-
-MODELS: dict[str, ModelPreset] = {
-    # Newell et al. 2016: 256 features, 1 module, depth 4.
-    "hg1": ModelPreset("hourglass", stacks=1),
-    "hg2": ModelPreset("hourglass", stacks=2),
-    "hg4": ModelPreset("hourglass", stacks=4),
-    "hg8": ModelPreset("hourglass", stacks=8),
-    # CPU size axis: 32 features, depth 3 (64×64 input → 16×16 maps, 2×2 at the bottom).
-    "hg1_tiny": ModelPreset(**_TINY_HG, stacks=1),
-    "hg2_tiny": ModelPreset(**_TINY_HG, stacks=2),
-    "hg4_tiny": ModelPreset(**_TINY_HG, stacks=4),
-    # Simple Baselines, the seed's model (reference/seed_system.md §1.1).
-    "resnet18": ModelPreset("resnet", block="basic", layers=(2, 2, 2, 2)),
-    "resnet34": ModelPreset("resnet", block="basic", layers=(3, 4, 6, 3)),
-    "resnet50": ModelPreset("resnet", block="bottleneck", layers=(3, 4, 6, 3)),
-    "resnet101": ModelPreset("resnet", block="bottleneck", layers=(3, 4, 23, 3)),
-    "resnet152": ModelPreset("resnet", block="bottleneck", layers=(3, 8, 36, 3)),
-    "resnet_tiny": ModelPreset("resnet", block="basic", layers=(1, 1, 1, 1), widths=(16, 32, 64, 128),
-                               deconv_channels=64),
-}
-assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in MODELS)
+assert set(BLOCKS) == set(RESNET_BLOCKS)
+__all__ = ["MODELS", "ModelPreset", "build_model", "build_from_preset", "count_parameters", "forward_flops",
+           "meta_flops"]
 
 
 def build_from_preset(preset: ModelPreset, num_joints: int = 17,

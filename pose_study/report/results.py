@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from pose_study.arms import ARMS
-from pose_study.config import Study
-from pose_study.report import matrix, tidy
+from pose_study import plan as study_plan
+from pose_study.plan import Plan, RunKey
+from pose_study.report import tidy
 
 
 @dataclass
@@ -37,6 +38,11 @@ class StudyResults:
         frames = {name: tidy.read_table(Path(tables), name) for name in tidy.SCHEMAS}
         return cls(config=config, **frames)
 
+    @property
+    def plan(self) -> Plan:
+        """The study's plan: its runs, their upstream runs and its test sets."""
+        return Plan(self.config)
+
     # --- the study's axes ---
 
     @property
@@ -50,7 +56,7 @@ class StudyResults:
     @property
     def baseline_arm(self) -> str | None:
         """The 3D-only arm every other arm is compared with, if the study has it."""
-        return matrix.BASELINE_ARM if matrix.BASELINE_ARM in self.arms else None
+        return study_plan.BASELINE_ARM if study_plan.BASELINE_ARM in self.arms else None
 
     @property
     def compared_arms(self) -> list[str]:
@@ -64,24 +70,24 @@ class StudyResults:
 
     def evaluation_lifters(self) -> list[str]:
         """Lifter names scored by the lifter arms' evaluations: the config's, then any other found."""
-        names = matrix.evaluation_lifters(self.config) if self.lifter_arms else []
+        names = [name for name, _ in self.plan.evaluation_lifters()] if self.lifter_arms else []
         prefix = tidy.lifter_variant("")
         found = {v[len(prefix):] for v in self.metrics["variant"].dropna().unique() if str(v).startswith(prefix)}
         return names + sorted(found - set(names))
 
     @property
     def tests_3d(self) -> list[str]:
-        return [t.name for t in matrix.study_test_sets(self.config) if t.kind == "3d"]
+        return [t.name for t in self.plan.test_sets("3d")]
 
     @property
     def tests_2d(self) -> list[str]:
-        return [t.name for t in matrix.study_test_sets(self.config) if t.kind == "2d"]
+        return [t.name for t in self.plan.test_sets("2d")]
 
     @property
     def primary_test(self) -> str | None:
         """The headline 3D test set (``report.primary_3d_test``, default the first ``test_3d``)."""
-        dataset = Study(self.config).primary_3d_test
-        return f"{dataset}_{matrix.SPLIT_3D_TEST}" if dataset else None
+        dataset = self.plan.primary_3d_test
+        return f"{dataset}_{study_plan.SPLIT_3D_TEST}" if dataset else None
 
     @property
     def training_sets(self) -> tuple[str, str]:
@@ -92,11 +98,11 @@ class StudyResults:
 
     def _on_training_sets(self, frame: pd.DataFrame) -> pd.Series:
         d2, d3 = self.training_sets
-        pretrain = frame["stage"] == matrix.PRETRAIN_STAGE
+        pretrain = frame["stage"] == "pretrain_2d"
         return (frame["dataset_2d"] == d2) & ((frame["dataset_3d"] == d3) | pretrain)
 
     def scores(self, testset: str, metric: str, variant: str = "model",
-               stage: str = matrix.FINETUNE_STAGE) -> pd.DataFrame:
+               stage: str = "finetune_3d") -> pd.DataFrame:
         """One row per evaluated run: identity columns and ``value`` of the metric's total."""
         m = self.metrics
         rows = m[(m["status"] == "ok") & (m["stage"] == stage) & (m["testset"] == testset)
@@ -107,7 +113,7 @@ class StudyResults:
     def scoped(self, testset: str, metric: str, scope: str) -> pd.DataFrame:
         """Per-joint or per-action rows (model variant) of fine-tuned runs: identity, ``key``, ``value``."""
         m = self.metrics
-        rows = m[(m["status"] == "ok") & (m["stage"] == matrix.FINETUNE_STAGE) & (m["testset"] == testset)
+        rows = m[(m["status"] == "ok") & (m["stage"] == "finetune_3d") & (m["testset"] == testset)
                  & self._on_training_sets(m) & (m["variant"] == "model") & (m["metric"] == metric)
                  & (m["scope"] == scope)]
         return rows[[*tidy.ID_COLUMNS, "key", "value"]].reset_index(drop=True)
@@ -130,31 +136,31 @@ class StudyResults:
 
     def compute(self) -> pd.DataFrame:
         """Finished fine-tuning runs: identity, ``params``, ``value`` = device-hours incl. pre-training."""
-        r = self.runs[(self.runs["status"] == "ok") & (self.runs["stage"] == matrix.FINETUNE_STAGE)
+        r = self.runs[(self.runs["status"] == "ok") & (self.runs["stage"] == "finetune_3d")
                       & self._on_training_sets(self.runs)]
         return r[[*tidy.ID_COLUMNS, "params", "forward_flops_per_image", "total_device_hours",
                   "total_train_flops"]].rename(columns={"total_device_hours": "value"}).reset_index(drop=True)
 
     def total_flops(self) -> pd.DataFrame:
         """Finished fine-tuning runs: identity and ``value`` = training FLOPs of the run and of every
-        run its prediction depends on (``matrix.upstream_runs``: pre-training, lifters), each counted
+        run its prediction depends on (``Plan.upstream``: pre-training, lifters), each counted
         once from its own ``train_flops``; NaN where one of them is missing."""
         ok = self.runs[self.runs["status"] == "ok"]
         own = dict(zip(ok["run"], ok["train_flops"].astype(float)))
-        rows = ok[(ok["stage"] == matrix.FINETUNE_STAGE) & self._on_training_sets(ok)]
-        values = [sum(own.get(k.path, math.nan) for k in [key, *matrix.upstream_runs(self.config, key)])
-                  for key in (matrix.RunKey(r.stage, r.arm, r.model, r.dataset_2d, r.dataset_3d, int(r.seed))
-                              for r in rows.itertuples())]
+        rows = ok[(ok["stage"] == "finetune_3d") & self._on_training_sets(ok)]
+        values = [sum(own.get(k.path, math.nan) for k in [key, *self.plan.upstream(key)])
+                  for key in (RunKey(stage=r.stage, arm=r.arm, model=r.model, dataset_2d=r.dataset_2d,
+                                     dataset_3d=r.dataset_3d, seed=int(r.seed)) for r in rows.itertuples())]
         return rows[list(tidy.ID_COLUMNS)].assign(value=values).reset_index(drop=True)
 
     def lifter_runs(self) -> pd.DataFrame:
         """``runs.csv`` rows of the lifter training and pose pre-training runs (every status)."""
-        stages = (matrix.POSE_PRETRAIN_STAGE, matrix.LIFTER_STAGE)
+        stages = ("pretrain_pose", "train_lifter")
         return self.runs[self.runs["stage"].isin(stages)].reset_index(drop=True)
 
     def params(self) -> dict[str, float]:
         """Parameters per model preset (from any finished detector run)."""
-        detector = self.runs["stage"].isin((matrix.PRETRAIN_STAGE, matrix.FINETUNE_STAGE))
+        detector = self.runs["stage"].isin(("pretrain_2d", "finetune_3d"))
         ok = self.runs[(self.runs["status"] == "ok") & detector].dropna(subset=["params"])
         return {str(m): float(p) for m, p in ok.groupby("model")["params"].first().items()}
 
@@ -168,7 +174,7 @@ class StudyResults:
         return m[m["run"].isin(finished)][["run", "testset"]].reset_index(drop=True)
 
     def _config_source(self, testset: str) -> str | None:
-        for test in matrix.study_test_sets(self.config):
+        for test in self.plan.test_sets():
             if test.name == testset:
                 return self.config["datasets"][test.dataset]["source"]
         return None

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from pose_study.arms import ARMS
-from pose_study.report import matrix, stats
+from pose_study.plan import LIFTER_INITS
+from pose_study.report import stats
 from pose_study.report.results import StudyResults
 from pose_study.report.style import SYNTHETIC_LABEL, MetricStyle, arm_label, fmt, metric_style
 from pose_study.report.tables import Cell, Table, finished_seeds, interval_cell, verdict
@@ -162,11 +163,11 @@ def apt_sentence(res: StudyResults) -> str | None:
 
 def _lifter_pairs(res: StudyResults, arm: str, seq: str, gt_2d: bool) -> pd.DataFrame:
     """Per (model, seed) of ``arm``: MPJPE of ``seq``/pretrain_pose − ``seq``/scratch on the primary test."""
-    frames = [res.scores(res.primary_test, METRIC, lifter_variant(f"{seq}/{init}", gt_2d)).assign(arm=init)
-              for init in matrix.LIFTER_INITS]
-    both = pd.concat(frames)
-    mine = both[both["run"].str.startswith(f"{matrix.FINETUNE_STAGE}/{arm}/")]
-    return stats.paired_differences(mine, "pretrain_pose", "scratch")
+    frames = []
+    for init in LIFTER_INITS:
+        scores = res.scores(res.primary_test, METRIC, lifter_variant(f"{seq}/{init}", gt_2d))
+        frames.append(scores[scores["arm"] == arm].assign(arm=init))  # the init takes the arm's place in the pairing
+    return stats.paired_differences(pd.concat(frames), "pretrain_pose", "scratch")
 
 
 def _verb(interval: stats.Interval) -> str:
@@ -176,15 +177,15 @@ def _verb(interval: stats.Interval) -> str:
 
 def _steps_text(res: StudyResults, seq: str) -> str:
     runs = res.lifter_runs()
-    steps = {init: runs.loc[(runs["stage"] == matrix.LIFTER_STAGE) & (runs["model"] == seq) & (runs["arm"] == init)
-                            & (runs["status"] == "ok"), "steps"].dropna().unique() for init in matrix.LIFTER_INITS}
+    steps = {init: runs.loc[(runs["stage"] == "train_lifter") & (runs["lifter"] == seq) & (runs["init"] == init)
+                            & (runs["status"] == "ok"), "steps"].dropna().unique() for init in LIFTER_INITS}
     values = sorted({int(v) for v in np.concatenate(list(steps.values()))})
     if len(values) == 1:
         return f"at equal fine-tuning steps ({values[0]})"
     if not values:
         return "(fine-tuning steps unknown)"
     return "at unequal fine-tuning steps (" + " vs ".join(
-        f"{init}: {'/'.join(str(int(v)) for v in sorted(steps[init]))}" for init in matrix.LIFTER_INITS) + ")"
+        f"{init}: {'/'.join(str(int(v)) for v in sorted(steps[init]))}" for init in LIFTER_INITS) + ")"
 
 
 def _ci(interval: stats.Interval, unit: str) -> str:
@@ -204,7 +205,7 @@ def lifter_runs(res: StudyResults) -> Table:
     runs = res.lifter_runs()
     table = Table("lifter_runs", ["Stage", "Lifter", "Init", "3D data", "Seeds", "Final validation error",
                                   "Parameters", "FLOPs / sample", "Training FLOPs (own)"])
-    for (stage, lifter, init, d3), part in runs.groupby(["stage", "model", "arm", "dataset_3d"], sort=False):
+    for (stage, lifter, init, d3), part in runs.groupby(["stage", "lifter", "init", "dataset_3d"], sort=False):
         ok = part[part["status"] == "ok"]
         metric = str(ok["final_metric"].iloc[0]) if len(ok) else METRIC
         world = f" · {SYNTHETIC_LABEL}" if res.config["datasets"].get(d3, {}).get("source") == "synthetic" else ""

@@ -13,14 +13,13 @@ from typing import Any
 
 import pandas as pd
 
-from pose_study.report.matrix import EvalSplit, RunKey
-from pose_study.train.accounting import CURVE_COLUMNS
+from pose_study.plan import EvalSplit, RunKey
+from pose_study.records import CURVE_COLUMNS, TOTAL_KEYS
 
-ID_COLUMNS = ("run", "stage", "arm", "model", "dataset_2d", "dataset_3d", "seed")
+ID_COLUMNS = ("run", "stage", "arm", "model", "lifter", "init", "dataset_2d", "dataset_3d", "seed")
 TEST_COLUMNS = ("testset", "test_dataset", "test_split", "kind")
 COMPUTE_KEYS = ("steps", "wall_seconds", "train_samples", "train_flops", "device_hours", "device",
                 "device_count", "img_per_s", "peak_memory_mb")
-TOTAL_KEYS = ("wall_seconds", "train_samples", "train_flops", "device_hours")
 PROVENANCE_KEYS = {"pose_study": "pose_study_version", "git_sha": "git_sha", "python": "python",
                    "torch": "torch"}
 
@@ -37,6 +36,8 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
              "max_pss_mb", "io_in_mb", "io_out_mb", "mean_load"),
 }
 RUN_FILES = ("metrics.json", "curve.csv", "spec.json", "model.pt")
+# identity columns that may be empty ("" where a field does not apply to the run's stage)
+_TEXT_COLUMNS = ("arm", "model", "lifter", "init", "dataset_2d", "dataset_3d", "key", "missing_files")
 
 # Snakemake benchmark column -> our column (memory and I/O in MB, times in seconds).
 _BENCHMARK_COLUMNS = {"s": "seconds", "cpu_time": "cpu_seconds", "max_rss": "max_rss_mb",
@@ -138,12 +139,11 @@ def read_table(tables: str | os.PathLike, name: str) -> pd.DataFrame:
     path = Path(tables) / f"{name}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: table {name!r} not found (run the collect stage first)")
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""],
-                        dtype={"arm": str, "dataset_2d": str, "dataset_3d": str, "key": str, "missing_files": str})
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(_TEXT_COLUMNS, str))
     absent = [c for c in SCHEMAS[name] if c not in frame.columns]
     if absent:
         raise ValueError(f"{path}: missing column(s) {absent}")
-    for column in ("arm", "dataset_2d", "dataset_3d", "key", "missing_files"):
+    for column in _TEXT_COLUMNS:
         if column in frame.columns:
             frame[column] = frame[column].fillna("")
     return frame

@@ -18,7 +18,7 @@ from pose_study._io import write_json
 from pose_study._spec import spec_record
 from pose_study.data.batches import random_indices
 from pose_study.data.poses import PoseData
-from pose_study.lifters.batch import PoseBatch
+from pose_study.data.poses import PoseBatch
 from pose_study.stages._training import TrainOutputs
 from pose_study.train import accounting, distributed
 from pose_study.train.lifting import PoseLoopSpec, PoseTraining, Schedule, train_poses

@@ -36,7 +36,8 @@ import yaml
 
 from pose_study._io import atomic_path
 from pose_study.config import validate_config
-from pose_study.report import matrix, tidy
+from pose_study.plan import EvalSplit, Plan, RunKey
+from pose_study.report import tidy
 from pose_study.skeletons import CANONICAL
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,9 @@ def run(config: dict, paths: CollectPaths) -> dict[str, pd.DataFrame]:
 def collect(config: dict, results: Path, benchmarks: Path) -> dict[str, pd.DataFrame]:
     """All tables as DataFrames (columns as ``tidy.SCHEMAS``)."""
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES}
-    for key in matrix.expected_runs(config):
-        _collect_run(config, results, key, rows)
+    plan = Plan(config)
+    for key in plan.runs():
+        _collect_run(plan, results, key, rows)
     rows["jobs"] = _collect_jobs(benchmarks)
     missing = [r["run"] for r in rows["runs"] if r["status"] == "missing"]
     if missing:
@@ -82,14 +84,14 @@ def collect(config: dict, results: Path, benchmarks: Path) -> dict[str, pd.DataF
     return {name: tidy.to_frame(rows[name], name) for name in TABLES}
 
 
-def _collect_run(config: dict, results: Path, key: matrix.RunKey, rows: dict[str, list]) -> None:
+def _collect_run(plan: Plan, results: Path, key: RunKey, rows: dict[str, list]) -> None:
     run_dir = results / key.path
     absent = [name for name in tidy.RUN_FILES if not (run_dir / name).is_file()]
     metrics = _read_json(run_dir / "metrics.json")
     rows["runs"].append(tidy.run_row(key, metrics, _read_json(run_dir / "spec.json"), absent))
     if (run_dir / "curve.csv").is_file():
         rows["curves"] += tidy.curve_rows(key, run_dir / "curve.csv")
-    for test in _test_sets_of(config, results, key):
+    for test in _test_sets_of(plan, results, key):
         doc = _read_json(results / "evaluate" / key.path / f"{test.name}.json")
         if doc is None:
             rows["metrics"].append(tidy.missing_metric_row(key, test))
@@ -98,14 +100,14 @@ def _collect_run(config: dict, results: Path, key: matrix.RunKey, rows: dict[str
         rows["examples"] += tidy.example_rows(key, test, doc, CANONICAL.joints)
 
 
-def _test_sets_of(config: dict, results: Path, key: matrix.RunKey) -> list[matrix.EvalSplit]:
+def _test_sets_of(plan: Plan, results: Path, key: RunKey) -> list[EvalSplit]:
     """Expected test sets of ``key`` plus any other evaluation JSON found for it (never dropped)."""
-    tests = matrix.expected_test_sets(config, key)
+    tests = plan.test_sets_of(key)
     known = {t.name for t in tests}
     for path in sorted((results / "evaluate" / key.path).glob("*.json")):
         if path.stem not in known:
             doc = _read_json(path)
-            tests.append(matrix.EvalSplit(doc["dataset"], doc["split"], doc["kind"]))
+            tests.append(EvalSplit(doc["dataset"], doc["split"], doc["kind"]))
     return tests
 
 

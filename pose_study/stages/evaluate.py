@@ -42,7 +42,8 @@ from pose_study._spec import load_spec_arg, provenance, spec_to_dict
 from pose_study.data import codecs
 from pose_study.data.batches import SplitTensors, sequential_batches
 from pose_study.data.formats import PoseSplit, read_split
-from pose_study.lifters.inputs import MM_PER_M, lift, sequence_windows
+from pose_study.data.poses import sequence_windows
+from pose_study.lifters.inputs import MM_PER_M, lift
 from pose_study.predict import back_project, crop_to_heatmap, heatmap_to_crop, network_maps
 from pose_study.skeletons import CANONICAL, ROOT
 from pose_study.train.checkpoint import load_weights

@@ -28,7 +28,7 @@ from pose_study import lifters
 from pose_study._spec import load_spec_arg
 from pose_study.data.batches import random_indices
 from pose_study.data.poses import PoseData
-from pose_study.lifters.batch import PoseBatch
+from pose_study.data.poses import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS
 from pose_study.stages import _training
 from pose_study.stages._pose_training import flops_per_sample, freeze_options, sampler, setup, train_and_write

@@ -26,7 +26,7 @@ from torch import nn
 from pose_study import lifters
 from pose_study._spec import load_spec_arg
 from pose_study.data.poses import PoseData
-from pose_study.lifters.batch import PoseBatch
+from pose_study.data.poses import PoseBatch
 from pose_study.lifters.inputs import relative_3d
 from pose_study.stages import _training
 from pose_study.stages._pose_training import flops_per_sample, freeze_options, sampler, setup, train_and_write

@@ -20,10 +20,8 @@ from typing import Any
 import torch
 
 from pose_study._io import write_text
+from pose_study.records import CURVE_COLUMNS, TOTAL_KEYS
 
-CURVE_COLUMNS = ("phase", "step", "samples", "seconds", "flops", "flops_total", "loss",
-                 "val_metric", "val_value")
-TOTAL_KEYS = ("wall_seconds", "train_samples", "train_flops", "device_hours")
 
 
 @dataclass

@@ -31,7 +31,7 @@ from torch import nn
 from pose_study import metrics
 from pose_study.data.codecs import encode_heatmaps
 from pose_study.data.poses import PoseData
-from pose_study.lifters.batch import PoseBatch
+from pose_study.data.poses import PoseBatch
 from pose_study.lifters.inputs import normalise_2d, relative_3d
 from pose_study.predict import STRIDE, crop_to_heatmap
 from pose_study.skeletons import CANONICAL

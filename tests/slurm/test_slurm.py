@@ -163,7 +163,7 @@ def test_training_and_evaluation_jobs_ask_slurm_for_one_gpu(study):
     assert others and not any("--gpus" in c for c in others), others
     submitted = {rule for rule, _ in submitted_jobs(study.slurm_output)}
     assert set(gpu_rules) <= submitted
-    assert not submitted & {"collect_metrics", "render_report", "all"}, "bookkeeping rules run locally"
+    assert not submitted & {"collect", "report", "all"}, "bookkeeping rules run locally"
 
 
 def test_the_report_appears(study):
@@ -281,8 +281,8 @@ def test_forcerun_of_one_pretraining_resubmits_exactly_it_and_its_descendants(af
         ("evaluate_pretrain_2d", f"{R}/evaluate/pretrain_2d/hg2_tiny/wild_mpii/seed1/wild_mpii_val.json"),
         ("finetune_3d", f"{R}/{finetune_run}/model.pt"),
         ("evaluate_finetune_3d", f"{R}/evaluate/{finetune_run}/lab_test.json"),
-        ("collect_metrics", f"{R}/tables/metrics.csv"),
-        ("render_report", "reports/smoke/index.html"),
+        ("collect", f"{R}/tables/metrics.csv"),
+        ("report", "reports/smoke/index.html"),
     }
     pretrain = "model=hg2_tiny,dataset2d=wild_mpii,seed=1"
     finetune = "arm=pretrained_2d,model=hg2_tiny,dataset2d=wild_mpii,dataset3d=lab,seed=1"

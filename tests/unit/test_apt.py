@@ -5,7 +5,7 @@ import torch
 
 from pose_study.lifters import build_lifter, inputs, lifter_flops
 from pose_study.lifters.apt import reproject_2d
-from pose_study.lifters.batch import PoseBatch
+from pose_study.data.poses import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS, group_matrix, mask_groups, sample_mask
 from pose_study.lifters.pretraining import apt_pretrain_loss, sequence_pose_loss, sequences_from_images
 from pose_study.skeletons import CANONICAL, MPII16

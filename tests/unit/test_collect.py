@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from pose_study.arms import ARMS
-from pose_study.report import matrix, tidy
-from pose_study.report.matrix import RunKey
+from pose_study.plan import Plan
+from pose_study.report import tidy
 from pose_study.stages import collect
 from tests.fixtures.results_tree import (ResultsTree, copy_study, delete_run, fixture_config, shared_lifter_study,
                                         shared_study)
@@ -39,7 +39,7 @@ def test_every_table_is_written_with_its_schema(tables):
 
 def test_runs_table_has_one_ok_row_per_expected_run(tree, tables):
     runs = tables["runs"]
-    expected = [k.path for k in matrix.expected_runs(tree.config)]
+    expected = [k.path for k in Plan(tree.config).runs()]
     assert list(runs["run"]) == expected and len(expected) == 4 + 8
     assert set(runs["status"]) == {"ok"}
     metrics = json.loads((tree.results / PRE_RUN / "metrics.json").read_text())
@@ -67,8 +67,8 @@ def test_metric_totals_equal_the_evaluation_json(tree, tables):
 def test_metrics_cover_every_run_and_test_set(tree, tables):
     m = tables["metrics"]
     got = set(zip(m["run"], m["testset"]))
-    want = {(k.path, t.name) for k in matrix.expected_runs(tree.config)
-            for t in matrix.expected_test_sets(tree.config, k)}
+    plan = Plan(tree.config)
+    want = {(k.path, t.name) for k in plan.runs() for t in plan.test_sets_of(k)}
     assert got == want and set(m["status"]) == {"ok"}
     assert set(m["variant"]) == {"model", "mean_pose", "gt_2d_lifting"}
     assert set(m["scope"]) == {"total", "joint", "action"}
@@ -106,15 +106,6 @@ def test_an_unexpected_evaluation_is_kept(tree, tmp_path):
     shutil.copy(src, extra.results / "evaluate" / run / "lab_test.json")
     m = collect.collect(extra.config, extra.results, extra.benchmarks)["metrics"]
     assert ((m["run"] == run) & (m["testset"] == "lab_test")).any()
-
-
-def test_expected_runs_without_a_pretrained_arm():
-    config = fixture_config()
-    config = {**config, "arms": ["scratch"]}
-    runs = matrix.expected_runs(config)
-    assert {r.stage for r in runs} == {"finetune_3d"} and len(runs) == 2 * 2
-    key = RunKey("pretrain_2d", "", "hg1_tiny", "wild_mpii", "", 3)
-    assert key.path == "pretrain_2d/hg1_tiny/wild_mpii/seed3"
 
 
 def test_benchmark_files_with_na_and_extended_columns(tmp_path):
@@ -171,66 +162,13 @@ def test_command_line(tree, tmp_path):
 
 # --- every arm: lifter training and pose pre-training runs, lifter variants -----------------------
 
-def test_expected_runs_with_every_arm():
-    config = fixture_config(arms=list(ARMS))
-    runs = matrix.expected_runs(config)
-    lifter_runs = [r.path for r in runs if r.stage in ("pretrain_pose", "train_lifter")]
-    want = [f"pretrain_pose/{lifter}/lab/seed{s}" for lifter in ("apt_tiny", "mpt_tiny") for s in (0, 1)]
-    want += [f"train_lifter/{lifter}/lab/seed{s}" for lifter in ("mlp_tiny/scratch", "graph_tiny/scratch",
-                                                                  "transformer_tiny/scratch", "apt_tiny/scratch",
-                                                                  "apt_tiny/pretrain_pose") for s in (0, 1)]
-    assert lifter_runs == want
-    stages = [r.stage for r in runs]
-    assert stages.count("pretrain_2d") == 4 and stages.count("finetune_3d") == 7 * 2 * 2
-    assert stages == sorted(stages, key=["pretrain_2d", "pretrain_pose", "train_lifter", "finetune_3d"].index)
-    assert all(matrix.expected_test_sets(config, r) == [] for r in runs if r.stage in ("pretrain_pose", "train_lifter"))
-    key = RunKey("train_lifter", "pretrain_pose", "apt_tiny", "", "lab", 1)
-    assert key.fields()["arm"] == "pretrain_pose" and key.fields()["dataset_2d"] == ""
-
-
-def test_lifter_runs_follow_the_arms_present():
-    def lifter_paths(arms: list[str]) -> set[str]:
-        runs = matrix.expected_runs({**fixture_config(arms=arms), "seeds": [0]})
-        return {r.path.rsplit("/", 2)[0] for r in runs if r.stage in ("pretrain_pose", "train_lifter")}
-
-    guides = {f"train_lifter/{lifter}/scratch" for lifter in ("mlp_tiny", "graph_tiny", "transformer_tiny")}
-    assert lifter_paths(["scratch", "pretrained_2d"]) == set()
-    assert lifter_paths(["scratch", "ft_2d"]) == guides
-    assert lifter_paths(["scratch", "mpt"]) == guides | {"pretrain_pose/mpt_tiny"}
-    assert lifter_paths(["apt_pose"]) == guides | {"pretrain_pose/apt_tiny", "train_lifter/apt_tiny/scratch",
-                                                   "train_lifter/apt_tiny/pretrain_pose"}
-    config = {**fixture_config(arms=["scratch"]), "lifters": {"guide": ["graph_tiny"], "held_out": []}}
-    assert matrix.expected_runs(config) == matrix.expected_runs(fixture_config(arms=["scratch"]))
-    assert not any(r.stage == "pretrain_2d" for r in matrix.expected_runs(config))
-
-
-def test_evaluation_lifters_primaries_and_upstream_runs():
-    config = fixture_config(arms=list(ARMS))
-    assert matrix.evaluation_lifters(config) == ["mlp_tiny/scratch", "graph_tiny/scratch", "transformer_tiny/scratch",
-                                                 "apt_tiny/scratch", "apt_tiny/pretrain_pose", "mpt_tiny/zero_shot"]
-    primaries = {arm: matrix.primary_lifter(config, arm) for arm in ARMS}
-    assert primaries == {"scratch": None, "pretrained_2d": None, "ft_2d": "mlp_tiny/scratch",
-                         "l2d_single": "mlp_tiny/scratch", "l2d_multi": "mlp_tiny/scratch",
-                         "apt_pose": "apt_tiny/pretrain_pose", "mpt": "end_to_end"}
-
-    def upstream(arm: str) -> list[str]:
-        key = RunKey("finetune_3d", arm, "hg1_tiny", "wild_mpii", "lab", 0)
-        return [k.path for k in matrix.upstream_runs(config, key)]
-
-    assert upstream("scratch") == []
-    assert upstream("l2d_multi") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "train_lifter/mlp_tiny/scratch/lab/seed0",
-                                     "train_lifter/graph_tiny/scratch/lab/seed0"]
-    assert upstream("apt_pose") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "pretrain_pose/apt_tiny/lab/seed0",
-                                    "train_lifter/apt_tiny/pretrain_pose/lab/seed0"]
-    assert upstream("mpt") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "pretrain_pose/mpt_tiny/lab/seed0"]
-
-
 def test_lifter_runs_and_variants_are_collected():
     tree = shared_lifter_study()
     runs = tidy.read_table(tree.tables, "runs")
     lifter = runs[runs["stage"] == "train_lifter"]
     assert len(lifter) == 5 * 2 and set(lifter["status"]) == {"ok"} and set(lifter["dataset_2d"]) == {""}
-    assert set(lifter["arm"]) == {"scratch", "pretrain_pose"} and "apt_tiny" in set(lifter["model"])
+    assert set(lifter["init"]) == {"scratch", "pretrain_pose"} and "apt_tiny" in set(lifter["lifter"])
+    assert set(lifter["arm"]) == set(lifter["model"]) == {""}  # identity columns mean what they say
     run = "finetune_3d/l2d_multi/hg1_tiny/wild_mpii/lab/seed1"
     doc = json.loads((tree.results / "evaluate" / run / "lab_test.json").read_text())
     m = tidy.read_table(tree.tables, "metrics")

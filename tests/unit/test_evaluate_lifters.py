@@ -16,7 +16,8 @@ from pose_study import models
 from pose_study.data import codecs
 from pose_study.data.formats import PoseSplit, SplitInfo, write_split
 from pose_study.lifters import build_lifter, save_lifter
-from pose_study.lifters.inputs import normalise_2d, relative_3d, sequence_windows
+from pose_study.data.poses import sequence_windows
+from pose_study.lifters.inputs import normalise_2d, relative_3d
 from pose_study.metrics import mpjpe
 from pose_study.skeletons import CANONICAL, ROOT
 from pose_study.stages import evaluate

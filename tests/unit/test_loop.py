@@ -18,7 +18,7 @@ from pose_study.stages import _training, finetune_3d, pretrain_2d
 from pose_study.stages.evaluate import EvaluateSpec
 from pose_study.stages.evaluate import run as evaluate
 from pose_study.train import objective
-from pose_study.train.accounting import CURVE_COLUMNS
+from pose_study.records import CURVE_COLUMNS
 from pose_study.train.checkpoint import load_checkpoint
 
 LOOP = {"batch_size": 16, "eval_every": 25, "log_every": 25, "checkpoint_every": 25, "eval_samples": 96}

@@ -5,7 +5,7 @@ import torch
 
 from pose_study.data import codecs
 from pose_study.lifters import build_lifter, inputs, lifter_flops
-from pose_study.lifters.batch import PoseBatch
+from pose_study.data.poses import PoseBatch
 from pose_study.lifters.pretraining import mpt_pretrain_loss, random_virtual_cameras, synthesize_heatmaps
 from pose_study.predict import crop_to_heatmap
 from pose_study.skeletons import CANONICAL

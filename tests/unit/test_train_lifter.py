@@ -15,11 +15,11 @@ from pose_study import lifters, metrics
 from pose_study._spec import load_spec_arg, spec_from_dict, spec_to_dict
 from pose_study.data.formats import read_split
 from pose_study.data.poses import PoseData
-from pose_study.lifters.batch import PoseBatch
+from pose_study.data.poses import PoseBatch
 from pose_study.lifters.inputs import project, relative_3d
 from pose_study.stages import _pose_training, _training, train_lifter
 from pose_study.train import lifting
-from pose_study.train.accounting import CURVE_COLUMNS
+from pose_study.records import CURVE_COLUMNS
 from pose_study.train.loop import TrainingInterrupted
 
 LOOP = {"eval_every": 50, "eval_samples": 96, "log_every": 50, "checkpoint_every": 50, "device": "cpu"}

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.dry_run import planned_jobs
+from pose_study.config import load_config
+from pose_study.plan import Plan
+from tests.dry_run import dry_run_jobs, planned_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -65,9 +67,25 @@ def test_dry_run_job_counts_match_the_configured_axes(name, tmp_path):
         "synthesize": splits, "pretrain_2d": models * seeds, "finetune_3d": arms * models * seeds,
         "evaluate_finetune_3d": arms * models * seeds, "evaluate_pretrain_2d": models * seeds,
         "train_lifter": lifters, "pretrain_pose": pose_pretraining,
-        "collect_metrics": 1, "render_report": 1, "all": 1,
+        "collect": 1, "report": 1, "all": 1,
         "total": splits + models * seeds * (2 + 2 * arms) + lifters + pose_pretraining + 3,
     }
+
+
+SHIPPED = sorted(p.stem for p in (REPO / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_dry_run_is_the_plan(name, tmp_path):
+    """Every job Snakemake schedules, with its outputs and inputs, is a job of pose_study.plan, and back."""
+    out = snakemake("-n", "--configfile", str(REPO / "config" / f"{name}.yaml"), "--directory", str(tmp_path)).stdout
+    references = str(REPO / "reports" / "reference_results.yaml")
+    scheduled = {(rule, outputs, frozenset("reports/reference_results.yaml" if p == references else p for p in inputs))
+                 for rule, outputs, inputs in dry_run_jobs(out) if rule != "all"}
+    planned = {(job.rule, frozenset(job.outputs),
+                frozenset(p for paths in job.inputs.values() for p in ([paths] if isinstance(paths, str) else paths)))
+               for job in Plan(load_config(REPO / "config" / f"{name}.yaml")).jobs()}
+    assert scheduled == planned
 
 
 def test_two_arm_study_plans_no_lifters(tmp_path):
@@ -142,7 +160,7 @@ def test_smoke_study_end_to_end_then_nothing_then_exactly_the_changed_preset(tmp
     expected |= {("evaluate_finetune_3d",
                   f"results/smoke/evaluate/finetune_3d/{a}/hg2_tiny/wild_mpii/lab/seed{s}/lab_test.json")
                  for s in (0, 1) for a in from_2d}
-    expected |= {("collect_metrics", "results/smoke/tables/metrics.csv"), ("render_report", "reports/smoke/index.html")}
+    expected |= {("collect", "results/smoke/tables/metrics.csv"), ("report", "reports/smoke/index.html")}
     assert {job for job in plan if job[0] != "all"} == expected
 
 

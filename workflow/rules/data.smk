@@ -3,7 +3,7 @@
 
 rule synthesize:
     output:
-        f"{R}/data/{{dataset}}/{{split}}.h5",
+        f"{R}/{DATA_PATTERN}",
     log:
         f"logs/{S}/data/{{dataset}}/{{split}}.log",
     benchmark:
@@ -17,14 +17,14 @@ rule synthesize:
         mem_mb=2000,
         runtime=30,
     params:
-        spec=lambda wc: spec_json(STUDY.synthesize_spec(wc.dataset, wc.split)),
+        spec=lambda wc: spec_json(PLAN.data_job(wc.dataset, wc.split).spec),
     shell:
         "python -m pose_study synthesize --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule download:
     output:
-        f"{R}/data/{{dataset}}/download.json",
+        f"{R}/{DOWNLOAD_PATTERN}",
     log:
         f"logs/{S}/data/{{dataset}}/download.log",
     benchmark:
@@ -40,16 +40,16 @@ rule download:
         mem_mb=1000,
         runtime=600,
     params:
-        spec=lambda wc: spec_json(STUDY.download_spec(wc.dataset)),
+        spec=lambda wc: spec_json(PLAN.download_job(wc.dataset).spec),
     shell:
         "python -m pose_study download --spec {params.spec:q} --manifest {output:q} > {log:q} 2>&1"
 
 
 rule convert:
     input:
-        f"{R}/data/{{dataset}}/download.json",
+        f"{R}/{DOWNLOAD_PATTERN}",
     output:
-        f"{R}/data/{{dataset}}/{{split}}.h5",
+        f"{R}/{DATA_PATTERN}",
     log:
         f"logs/{S}/data/{{dataset}}/{{split}}.log",
     benchmark:
@@ -63,6 +63,6 @@ rule convert:
         mem_mb=8000,
         runtime=240,
     params:
-        spec=lambda wc: spec_json(STUDY.convert_spec(wc.dataset, wc.split)),
+        spec=lambda wc: spec_json(PLAN.data_job(wc.dataset, wc.split).spec),
     shell:
         "python -m pose_study convert --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"

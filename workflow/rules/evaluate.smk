@@ -3,21 +3,17 @@
 # One job per trained run loads the model once and writes one JSON per test split.
 
 
-if TESTSETS_3D or TESTSETS_2D:
+if PLAN.test_sets():
 
     rule evaluate_finetune_3d:
         input:
-            weights=f"{R}/{FINETUNE_RUN}/model.pt",
-            tests=all_test_splits(),
-            train_3d=data_path("{dataset3d}", "train"),
-            train_2d=data_path("{dataset2d}", "train"),
-            lifters=lambda wc: list(evaluation_lifters(wc).values()),
+            unpack(inputs_of(evaluation_job("finetune_3d"))),
         output:
-            [f"{R}/evaluate/{FINETUNE_RUN}/{t}.json" for t in TESTSETS_3D + TESTSETS_2D],
+            evaluation_outputs("finetune_3d"),
         log:
-            f"logs/{S}/evaluate/{FINETUNE_RUN}.log",
+            f"logs/{S}/evaluate/{RUN_PATTERNS['finetune_3d']}.log",
         benchmark:
-            f"benchmarks/{S}/evaluate/{FINETUNE_RUN}.tsv"
+            f"benchmarks/{S}/evaluate/{RUN_PATTERNS['finetune_3d']}.tsv"
         conda:
             "../../envs/train.yaml"
         threads: 1
@@ -26,29 +22,23 @@ if TESTSETS_3D or TESTSETS_2D:
             runtime=lambda wc, attempt: 60 * attempt,
             gpu=1,
         params:
-            spec=lambda wc: spec_json(
-                STUDY.evaluate_spec(wc.model, FINETUNE_RUN.format(**wc), wc.arm)
-            ),
-            tests=lambda wc, output: eval_args(TESTSETS_3D + TESTSETS_2D, output),
-            lifters=lifter_args,
+            spec=spec_of(evaluation_job("finetune_3d")),
+            inputs=args_of(evaluation_job("finetune_3d")),
         shell:
-            "python -m pose_study evaluate --spec {params.spec:q} --weights {input.weights:q} {params.tests} "
-            "{params.lifters} --train-3d {input.train_3d:q} --train-2d {input.train_2d:q} > {log:q} 2>&1"
+            "python -m pose_study evaluate --spec {params.spec:q} {params.inputs} > {log:q} 2>&1"
 
 
-if TESTSETS_2D:
+if PLAN.test_sets("2d"):
 
     rule evaluate_pretrain_2d:
         input:
-            weights=f"{R}/{PRETRAIN_RUN}/model.pt",
-            tests=[testset_path(t) for t in TESTSETS_2D],
-            train_2d=data_path("{dataset2d}", "train"),
+            unpack(inputs_of(evaluation_job("pretrain_2d"))),
         output:
-            [f"{R}/evaluate/{PRETRAIN_RUN}/{t}.json" for t in TESTSETS_2D],
+            evaluation_outputs("pretrain_2d"),
         log:
-            f"logs/{S}/evaluate/{PRETRAIN_RUN}.log",
+            f"logs/{S}/evaluate/{RUN_PATTERNS['pretrain_2d']}.log",
         benchmark:
-            f"benchmarks/{S}/evaluate/{PRETRAIN_RUN}.tsv"
+            f"benchmarks/{S}/evaluate/{RUN_PATTERNS['pretrain_2d']}.tsv"
         conda:
             "../../envs/train.yaml"
         threads: 1
@@ -57,10 +47,7 @@ if TESTSETS_2D:
             runtime=lambda wc, attempt: 60 * attempt,
             gpu=1,
         params:
-            spec=lambda wc: spec_json(
-                STUDY.evaluate_spec(wc.model, PRETRAIN_RUN.format(**wc))
-            ),
-            tests=lambda wc, output: eval_args(TESTSETS_2D, output),
+            spec=spec_of(evaluation_job("pretrain_2d")),
+            inputs=args_of(evaluation_job("pretrain_2d")),
         shell:
-            "python -m pose_study evaluate --spec {params.spec:q} --weights {input.weights:q} {params.tests} "
-            "--train-2d {input.train_2d:q} > {log:q} 2>&1"
+            "python -m pose_study evaluate --spec {params.spec:q} {params.inputs} > {log:q} 2>&1"

@@ -1,18 +1,17 @@
 # Stage `finetune_3d`: one job per arm (pose_study/arms.py): Zhou's fusion + geometric phases, or the
 # detector fine-tuned through frozen lifters (L2D), with the heatmap loss only, or end to end (MPT).
+# Its upstream runs (2D pre-training, lifters, pose pre-training) come from the plan.
 
 
 rule finetune_3d:
     input:
-        unpack(finetune_inputs),
+        unpack(inputs_of(training_job("finetune_3d"))),
     output:
-        model=f"{R}/{FINETUNE_RUN}/model.pt",
-        metrics=f"{R}/{FINETUNE_RUN}/metrics.json",
-        curve=f"{R}/{FINETUNE_RUN}/curve.csv",
+        **run_outputs("finetune_3d"),
     log:
-        f"logs/{S}/{FINETUNE_RUN}.log",
+        f"logs/{S}/{RUN_PATTERNS['finetune_3d']}.log",
     benchmark:
-        f"benchmarks/{S}/{FINETUNE_RUN}.tsv"
+        f"benchmarks/{S}/{RUN_PATTERNS['finetune_3d']}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -21,11 +20,10 @@ rule finetune_3d:
         runtime=lambda wc, attempt: 720 * attempt,
         gpu=1,
     params:
-        spec=lambda wc: spec_json(STUDY.finetune_spec(wc.arm, wc.model, int(wc.seed))),
-        upstream=upstream_args,
-        checkpoints=f"checkpoints/{S}/{FINETUNE_RUN}",
+        spec=spec_of(training_job("finetune_3d")),
+        inputs=args_of(training_job("finetune_3d")),
+        checkpoints=checkpoint_dir("finetune_3d"),
     shell:
-        "python -m pose_study finetune-3d --spec {params.spec:q} --train-3d {input.train_3d:q} "
-        "--val-3d {input.val_3d:q} --train-2d {input.train_2d:q} {params.upstream} "
+        "python -m pose_study finetune-3d --spec {params.spec:q} {params.inputs} "
         "--model-out {output.model:q} --metrics-out {output.metrics:q} --curve-out {output.curve:q} "
         "--checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"

@@ -3,16 +3,13 @@
 
 rule pretrain_2d:
     input:
-        train=data_path("{dataset2d}", "train"),
-        val=data_path("{dataset2d}", "val"),
+        unpack(inputs_of(training_job("pretrain_2d"))),
     output:
-        model=f"{R}/{PRETRAIN_RUN}/model.pt",
-        metrics=f"{R}/{PRETRAIN_RUN}/metrics.json",
-        curve=f"{R}/{PRETRAIN_RUN}/curve.csv",
+        **run_outputs("pretrain_2d"),
     log:
-        f"logs/{S}/{PRETRAIN_RUN}.log",
+        f"logs/{S}/{RUN_PATTERNS['pretrain_2d']}.log",
     benchmark:
-        f"benchmarks/{S}/{PRETRAIN_RUN}.tsv"
+        f"benchmarks/{S}/{RUN_PATTERNS['pretrain_2d']}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -21,9 +18,10 @@ rule pretrain_2d:
         runtime=lambda wc, attempt: 720 * attempt,
         gpu=1,
     params:
-        spec=lambda wc: spec_json(STUDY.pretrain_spec(wc.model, int(wc.seed))),
-        checkpoints=f"checkpoints/{S}/{PRETRAIN_RUN}",
+        spec=spec_of(training_job("pretrain_2d")),
+        inputs=args_of(training_job("pretrain_2d")),
+        checkpoints=checkpoint_dir("pretrain_2d"),
     shell:
-        "python -m pose_study pretrain-2d --spec {params.spec:q} --train {input.train:q} --val {input.val:q} "
+        "python -m pose_study pretrain-2d --spec {params.spec:q} {params.inputs} "
         "--model-out {output.model:q} --metrics-out {output.metrics:q} --curve-out {output.curve:q} "
         "--checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"

@@ -1,11 +1,9 @@
 # Stages `collect` and `report`: tidy tables from every result, then one self-contained HTML page.
 
 
-rule collect_metrics:
+rule collect:
     input:
-        metrics=training_files("metrics.json"),
-        curves=training_files("curve.csv"),
-        evaluations=evaluation_files(),
+        **PLAN.collect_job().inputs,
     output:
         tables=[
             report(
@@ -14,7 +12,7 @@ rule collect_metrics:
                 category="Tables",
                 labels={"table": Path(t).stem},
             )
-            for t in TABLES
+            for t in PLAN.collect_job().outputs
         ],
     log:
         f"logs/{S}/collect.log",
@@ -36,13 +34,11 @@ rule collect_metrics:
         "--benchmarks {params.benchmarks:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
-rule render_report:
+rule report:
     input:
-        tables=TABLES,
-        tests=all_test_splits(),
-        references=REFERENCES,
+        **PLAN.report_job().inputs | {"references": f"{workflow.basedir}/{REFERENCES}"},
     output:
-        report(REPORT, caption="../report/index.rst", category="Report"),
+        report(PLAN.report_path, caption="../report/index.rst", category="Report"),
     log:
         f"logs/{S}/report.log",
     benchmark:

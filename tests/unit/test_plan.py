@@ -1,0 +1,192 @@
+"""The study's plan: runs, upstream runs, test sets, inputs and specs from a validated config."""
+
+from __future__ import annotations
+
+import copy
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pose_study import config as cfg
+from pose_study._spec import spec_from_dict
+from pose_study.arms import ARMS
+from pose_study.plan import FLAGS, RUN_PATTERNS, Plan, RunKey, input_args
+from pose_study.stages.evaluate import EvaluateSpec
+from pose_study.stages.finetune_3d import Finetune3DSpec
+from pose_study.stages.pretrain_2d import Pretrain2DSpec
+from pose_study.stages.pretrain_pose import PretrainPoseSpec
+from pose_study.stages.train_lifter import TrainLifterSpec
+from tests.fixtures.results_tree import fixture_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted(p.stem for p in (ROOT / "config").glob("*.yaml"))
+SPEC_CLASSES = {"pretrain_2d": Pretrain2DSpec, "finetune_3d": Finetune3DSpec, "train_lifter": TrainLifterSpec,
+                "pretrain_pose": PretrainPoseSpec, "evaluate_finetune_3d": EvaluateSpec,
+                "evaluate_pretrain_2d": EvaluateSpec}
+
+
+def shipped(name: str) -> dict:
+    return cfg.load_config(ROOT / "config" / f"{name}.yaml")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_job_spec_of_a_shipped_config_builds_its_stage_spec(name):
+    plan = Plan(shipped(name))
+    jobs = [job for job in plan.jobs() if job.rule in SPEC_CLASSES]
+    assert jobs
+    for job in jobs:
+        spec = spec_from_dict(SPEC_CLASSES[job.rule], job.spec, where=job.rule)
+        if isinstance(spec, EvaluateSpec):
+            assert spec.run == job.key.path and spec.model == job.key.model
+        else:
+            assert spec.loop.seed == job.key.seed
+            assert getattr(spec, "model", None) in (job.key.model, None) or job.key.lifter
+
+
+def test_splits_and_data_seeds():
+    plan = Plan(shipped("smoke"))
+    assert plan.splits("lab") == ["train", "val", "test"] and plan.splits("occluded") == ["test"]
+    seeds = {job.spec["seed"] for job in plan.data_jobs()}
+    assert len(seeds) == len(plan.data_jobs())  # every split its own data seed
+    again = copy.deepcopy(plan.config)
+    again["seeds"] = [5, 6]  # training seeds do not change the data
+    assert [j.spec for j in Plan(again).data_jobs()] == [j.spec for j in plan.data_jobs()]
+
+
+def test_per_model_override_changes_only_that_model():
+    data = shipped("smoke")
+    changed = copy.deepcopy(data)
+    changed["model_settings"]["hg1_tiny"] = {"pretrain_steps": 99}
+    a, b = Plan(data), Plan(changed)
+
+    def spec(plan: Plan, stage: str, model: str) -> dict:
+        arm = "" if stage == "pretrain_2d" else "scratch"
+        return plan.spec(RunKey(stage=stage, arm=arm, model=model, dataset_2d="wild_mpii", dataset_3d="lab"))
+
+    assert spec(b, "pretrain_2d", "hg1_tiny")["steps"] == 99
+    assert spec(a, "pretrain_2d", "hg2_tiny") == spec(b, "pretrain_2d", "hg2_tiny")
+    assert spec(a, "finetune_3d", "hg1_tiny") == spec(b, "finetune_3d", "hg1_tiny")
+
+
+def test_run_key_paths_round_trip_through_wildcards():
+    for key in Plan(fixture_config(arms=list(ARMS))).runs():
+        assert RunKey.from_wildcards(key.stage, key.wildcards) == key
+        assert key.path == RUN_PATTERNS[key.stage].format(**key.wildcards)
+    lifter = RunKey(stage="train_lifter", lifter="apt_tiny", init="pretrain_pose", dataset_3d="lab", seed=1)
+    assert lifter.path == "train_lifter/apt_tiny/pretrain_pose/lab/seed1"
+    assert lifter.fields()["lifter"] == "apt_tiny" and lifter.fields()["arm"] == lifter.fields()["model"] == ""
+
+
+def test_runs_without_a_pretrained_arm():
+    plan = Plan({**fixture_config(), "arms": ["scratch"]})
+    runs = plan.runs()
+    assert {r.stage for r in runs} == {"finetune_3d"} and len(runs) == 2 * 2
+    assert RunKey(stage="pretrain_2d", model="hg1_tiny", dataset_2d="wild_mpii", seed=3).path == \
+        "pretrain_2d/hg1_tiny/wild_mpii/seed3"
+
+
+def test_runs_with_every_arm():
+    plan = Plan(fixture_config(arms=list(ARMS)))
+    runs = plan.runs()
+    lifter_runs = [r.path for r in runs if r.stage in ("pretrain_pose", "train_lifter")]
+    want = [f"pretrain_pose/{lifter}/lab/seed{s}" for lifter in ("apt_tiny", "mpt_tiny") for s in (0, 1)]
+    want += [f"train_lifter/{lifter}/lab/seed{s}" for lifter in ("mlp_tiny/scratch", "graph_tiny/scratch",
+                                                                  "transformer_tiny/scratch", "apt_tiny/scratch",
+                                                                  "apt_tiny/pretrain_pose") for s in (0, 1)]
+    assert lifter_runs == want
+    stages = [r.stage for r in runs]
+    assert stages.count("pretrain_2d") == 4 and stages.count("finetune_3d") == 7 * 2 * 2
+    assert stages == sorted(stages, key=["pretrain_2d", "pretrain_pose", "train_lifter", "finetune_3d"].index)
+    assert all(plan.test_sets_of(r) == [] for r in runs if r.stage in ("pretrain_pose", "train_lifter"))
+
+
+def test_lifter_runs_follow_the_arms_present():
+    def lifter_paths(arms: list[str]) -> set[str]:
+        runs = Plan({**fixture_config(arms=arms), "seeds": [0]}).runs()
+        return {r.path.rsplit("/", 2)[0] for r in runs if r.stage in ("pretrain_pose", "train_lifter")}
+
+    guides = {f"train_lifter/{lifter}/scratch" for lifter in ("mlp_tiny", "graph_tiny", "transformer_tiny")}
+    assert lifter_paths(["scratch", "pretrained_2d"]) == set()
+    assert lifter_paths(["scratch", "ft_2d"]) == guides
+    assert lifter_paths(["scratch", "mpt"]) == guides | {"pretrain_pose/mpt_tiny"}
+    assert lifter_paths(["apt_pose"]) == guides | {"pretrain_pose/apt_tiny", "train_lifter/apt_tiny/scratch",
+                                                   "train_lifter/apt_tiny/pretrain_pose"}
+
+
+def test_evaluation_lifters_primaries_and_upstream_runs():
+    plan = Plan(fixture_config(arms=list(ARMS)))
+    assert [name for name, _ in plan.evaluation_lifters()] == [
+        "mlp_tiny/scratch", "graph_tiny/scratch", "transformer_tiny/scratch", "apt_tiny/scratch",
+        "apt_tiny/pretrain_pose", "mpt_tiny/zero_shot"]
+    primaries = {arm: plan.primary_lifter(arm) for arm in ARMS}
+    assert primaries == {"scratch": None, "pretrained_2d": None, "ft_2d": "mlp_tiny/scratch",
+                         "l2d_single": "mlp_tiny/scratch", "l2d_multi": "mlp_tiny/scratch",
+                         "apt_pose": "apt_tiny/pretrain_pose", "mpt": "end_to_end"}
+
+    def upstream(arm: str) -> list[str]:
+        key = RunKey(stage="finetune_3d", arm=arm, model="hg1_tiny", dataset_2d="wild_mpii", dataset_3d="lab")
+        return [k.path for k in plan.upstream(key)]
+
+    assert upstream("scratch") == []
+    assert upstream("l2d_multi") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "train_lifter/mlp_tiny/scratch/lab/seed0",
+                                     "train_lifter/graph_tiny/scratch/lab/seed0"]
+    assert upstream("apt_pose") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "pretrain_pose/apt_tiny/lab/seed0",
+                                    "train_lifter/apt_tiny/pretrain_pose/lab/seed0"]
+    assert upstream("mpt") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "pretrain_pose/mpt_tiny/lab/seed0"]
+
+
+@pytest.mark.parametrize("arm", list(ARMS))
+def test_finetune_inputs_carry_exactly_the_upstream_runs_of_the_arm(arm):
+    """Weights and compute priors follow the arms table; a lifter from pose pre-training carries its prior."""
+    plan = Plan(fixture_config(arms=list(ARMS)))
+    key = RunKey(stage="finetune_3d", arm=arm, model="hg1_tiny", dataset_2d="wild_mpii", dataset_3d="lab", seed=1)
+    job = plan.training_job(key)
+    upstream = plan.upstream(key)
+    R = "results/fixture"
+    assert ("init_weights" in job.inputs) == (ARMS[arm].detector_init == "pretrain_2d")
+    carried = {u.lifter for u in upstream if u.init == "pretrain_pose"}
+    want = [f"{R}/{u.path}/metrics.json" for u in upstream if not (u.stage == "pretrain_pose" and u.lifter in carried)]
+    assert job.inputs.get("prior_metrics", []) == want
+    assert set(job.inputs) - {"train_3d", "val_3d", "train_2d"} <= set(FLAGS)
+    flags = shlex.split(job.args)
+    assert flags.count("--prior-metrics") == len(want) and flags.count("--guide-lifter") == len(
+        job.inputs.get("guide_lifters", []))
+
+
+def test_input_arguments_come_from_one_table():
+    args = input_args({"train_3d": "a b.h5", "guide_lifters": ["x.pt", "y.pt"], "tests": ["t.h5"]})
+    assert shlex.split(args) == ["--train-3d", "a b.h5", "--guide-lifter", "x.pt", "--guide-lifter", "y.pt"]
+
+
+def test_evaluation_job_pairs_every_test_set_with_its_output():
+    plan = Plan(fixture_config(arms=["mpt"]))
+    key = next(k for k in plan.runs() if k.stage == "finetune_3d")
+    job = plan.evaluation_job(key)
+    args = shlex.split(job.args)
+    tests = [args[i + 1] for i, a in enumerate(args) if a == "--test"]
+    outs = [args[i + 1] for i, a in enumerate(args) if a == "--out"]
+    assert outs == list(job.outputs) and len(tests) == len(outs) == len(plan.test_sets())
+    assert [Path(o).stem for o in outs] == [Path(t).parent.name + "_" + Path(t).stem for t in tests]
+    lifters = [a.split("=", 1)[0] for i, a in enumerate(args) if i and args[i - 1] == "--lifter"]
+    assert lifters == job.spec["lifters"] and job.spec["primary"] == "end_to_end"
+
+
+def test_plan_parses_without_torch():
+    """The modules the Snakefile imports pull in no torch (Snakemake parses the workflow per job)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import pose_study.config, pose_study.plan, pose_study.presets, pose_study.arms; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_study_yaml_is_plain_data():
+    """Specs are JSON-able plain data: what travels in params equals what the stage reads back."""
+    plan = Plan(shipped("smoke"))
+    for job in plan.jobs():
+        if job.spec is not None:
+            assert yaml.safe_load(yaml.safe_dump(job.spec)) == job.spec
