@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class StudyResults:
         frames = {name: tidy.read_table(Path(tables), name) for name in tidy.SCHEMAS}
         return cls(config=config, **frames)
 
-    @property
+    @functools.cached_property
     def plan(self) -> Plan:
         """The study's plan: its runs, their upstream runs and its test sets."""
         return Plan(self.config)
