@@ -8,6 +8,8 @@ identical configs. ``pose_study.plan`` turns the validated config into the study
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from importlib import resources
 from typing import Any
@@ -35,8 +37,14 @@ NATIVE_SPLITS: dict[str, dict[str, str]] = {
 
 
 def schema() -> dict:
+    """The study schema (a fresh copy; read once per process, with libyaml when it is there)."""
+    return copy.deepcopy(_schema())
+
+
+@functools.cache
+def _schema() -> dict:
     text = resources.files("pose_study").joinpath("schemas/study.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
 
 
 def load_config(path: str | os.PathLike) -> dict:
@@ -50,7 +58,7 @@ def validate_config(data: Any, where: str = "config") -> dict:
     """Validate ``data`` in place (defaults filled) and check cross-field rules."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: the study config must be a mapping, got {type(data).__name__}")
-    validator = _DefaultFilling(schema())
+    validator = _DefaultFilling(_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         raise ValueError(f"{where}: " + "; ".join(_describe(e) for e in errors[:5]))
@@ -67,7 +75,7 @@ def _extend_with_default(cls):
             for name, sub in properties.items():
                 sub = _deref(validator, sub)
                 if "default" in sub and name not in instance:
-                    instance[name] = _copy(sub["default"])
+                    instance[name] = copy.deepcopy(sub["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(cls, {"properties": set_defaults})
@@ -79,10 +87,6 @@ def _deref(validator, sub: dict) -> dict:
         extra = {k: v for k, v in sub.items() if k != "$ref"}
         return {**validator._resolver.lookup(sub["$ref"]).contents, **extra}
     return sub
-
-
-def _copy(value: Any) -> Any:
-    return yaml.safe_load(yaml.safe_dump(value))
 
 
 _DefaultFilling = _extend_with_default(jsonschema.Draft202012Validator)
