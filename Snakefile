@@ -10,9 +10,10 @@
 #   train_lifter/{lifter}/{init}/{dataset3d}/seed{seed}/            train_lifter  (same files)
 #   finetune_3d/{arm}/{model}/{dataset2d}/{dataset3d}/seed{seed}/   finetune_3d  (same files)
 #   evaluate/<training run path>/{testset}.json                    evaluate     (testset = {dataset}_{split})
-#   tables/{metrics,curves,runs,jobs}.csv                          collect
+#   tables/{metrics,curves,runs,jobs,examples}.csv                 collect
 # reports/{study}/index.html                                       report
 # logs/{study}/... and benchmarks/{study}/... mirror results/; checkpoints/{study}/... hold resume state.
+# The patterns live in pose_study/plan.py (RUN_PATTERNS, DATA_PATTERN, ...): the rules ask the plan.
 
 from snakemake.utils import min_version
 
