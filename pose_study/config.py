@@ -253,7 +253,7 @@ class Study:
                             device=self.config["device"], examples=e["examples"], lifters=lifters,
                             primary=self.primary_lifter(arm) if lifters else None,
                             beta=self.config["guidance"]["beta"],
-                            heatmap_sigma=self.config["pretrain_pose"]["heatmap_sigma"])
+                            heatmap_sigma=self.config["pretrain_pose"]["loop"]["heatmap_sigma"])
 
     # --- arms and lifters ---
 
