@@ -66,6 +66,22 @@ def test_schema_loop_keys_match_loop_spec_fields():
     assert set(loop) == {f.name for f in fields(LoopSpec)} - derived
 
 
+def test_pose_stages_keep_their_loop_defaults_under_a_partial_loop():
+    data = load("smoke")
+    data["train_lifter"]["loop"] = {"eval_every": 7}
+    data.pop("pretrain_pose")
+    study = cfg.Study(cfg.validate_config(data))
+    lifter = study.train_lifter_spec("mlp_tiny", "scratch", 3).loop
+    pose = study.pretrain_pose_spec("apt_tiny", 3).loop
+    detector = study.loop_spec("pretrain_2d", "hg1_tiny", 3)
+    assert (lifter.eval_every, lifter.batch_size, lifter.grad_clip, lifter.heatmap_sigma, lifter.seed) == \
+        (7, 256, 1.0, 0.75, 3)
+    assert (pose.batch_size, pose.grad_clip, pose.eval_every, pose.checkpoint_every) == (256, 1.0, 200, 500)
+    assert (detector.grad_clip, detector.heatmap_sigma, detector.lr_schedule, detector.warmup) == \
+        (None, 2.0, "step", 0.0)
+    assert study.evaluate_spec("hg1_tiny", "r", "mpt").heatmap_sigma == 0.75
+
+
 def test_per_model_override_changes_only_that_model():
     data = cfg.validate_config(load("smoke"))
     changed = copy.deepcopy(data)

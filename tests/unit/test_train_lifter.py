@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from pose_study.lifters.inputs import project, relative_3d
 from pose_study.stages import _pose_training, _training, train_lifter
 from pose_study.train import lifting
 from pose_study.train.accounting import CURVE_COLUMNS
-from pose_study.train.loop import LoopSpec, LRSchedule, Phase, TrainingInterrupted, train
+from pose_study.train.loop import LoopSpec, LRSchedule, Phase, train
 
 LOOP = {"batch_size": 64, "eval_every": 50, "eval_samples": 96, "log_every": 50, "checkpoint_every": 50, "device": "cpu"}
 METRIC_KEYS = {"stage", "model", "input_size", "source", "params", "forward_flops_per_image", "final", "compute",
@@ -91,35 +89,6 @@ def test_options_round_trip_through_spec_json():
 def test_bad_spec_names_the_field(bad):
     with pytest.raises(ValueError, match="init|lifter|colour"):
         spec(**bad)
-
-
-def test_sigterm_then_rerun_reproduces_the_uninterrupted_weights(tiny_world, tmp_path, monkeypatch):
-    steps, stop_at = 30, 12
-    loop = {**LOOP, "checkpoint_every": 1000, "eval_every": 10}
-    whole = outputs(tmp_path / "whole")
-    train_lifter.run(spec(steps, loop=loop), tiny_world["lab_train"], tiny_world["lab_val"], whole)
-
-    parts = outputs(tmp_path / "parts")
-    real_draw, calls = lifting.PoseTask.draw, {"n": 0}
-
-    def draw_then_sigterm(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == stop_at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_draw(*args, **kwargs)
-
-    monkeypatch.setattr(lifting.PoseTask, "draw", draw_then_sigterm)
-    with pytest.raises(TrainingInterrupted, match="step 12"):
-        train_lifter.run(spec(steps, loop=loop), tiny_world["lab_train"], tiny_world["lab_val"], parts)
-    assert torch.load(parts.checkpoint_dir / "last.pt", weights_only=True)["progress"]["step"] == stop_at
-    monkeypatch.setattr(lifting.PoseTask, "draw", real_draw)
-    train_lifter.run(spec(steps, loop=loop), tiny_world["lab_train"], tiny_world["lab_val"], parts)
-
-    a, b = lifters.load_lifter(whole.model).state_dict(), lifters.load_lifter(parts.model).state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    curves = [json.loads(o.metrics.read_text())["final"]["value"] for o in (whole, parts)]
-    assert curves[0] == curves[1]
-    assert json.loads(parts.metrics.read_text())["compute"]["train_samples"] == steps * 64
 
 
 def test_pretrain_pose_init_with_another_preset_names_the_file(tiny_world, trained, tmp_path):
