@@ -1,5 +1,5 @@
 import copy
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -7,6 +7,7 @@ import yaml
 
 from pose_study import config as cfg
 from pose_study.models import MODELS
+from pose_study.stages._pose_training import pose_loop
 from pose_study.train.loop import LoopSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +81,17 @@ def test_pose_stages_keep_their_loop_defaults_under_a_partial_loop():
     assert (detector.grad_clip, detector.heatmap_sigma, detector.lr_schedule, detector.warmup) == \
         (None, 2.0, "step", 0.0)
     assert study.evaluate_spec("hg1_tiny", "r", "mpt").heatmap_sigma == 0.75
+
+
+def test_schema_loop_defaults_equal_the_stage_specs_defaults():
+    data = load("smoke")
+    for stage in ("pretrain_2d", "finetune_3d", "train_lifter", "pretrain_pose"):
+        data[stage].pop("loop")
+    study = cfg.Study(cfg.validate_config(data))
+    at = {"seed": 1, "device": study.config["device"]}
+    assert study.loop_spec("finetune_3d", "hg1_tiny", 1) == replace(LoopSpec(), **at)
+    assert study.train_lifter_spec("mlp_tiny", "scratch", 1).loop == replace(pose_loop(), **at)
+    assert study.pretrain_pose_spec("apt_tiny", 1).loop == replace(pose_loop(), **at)
 
 
 def test_per_model_override_changes_only_that_model():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -285,3 +286,36 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_equals_the_uninterrupted_run(k
     assert resumed["final"] == expected["final"]
     assert [r["val_value"] for r in read_curve(parts.curve)] == [r["val_value"] for r in read_curve(whole.curve)]
     assert resumed["compute"]["train_samples"] == expected["compute"]["train_samples"]
+
+
+# --- the NaN guard --------------------------------------------------------------------------------
+
+
+def test_nan_guard_names_the_first_bad_step_and_its_terms(tmp_path):
+    guard = loop.NanGuard(torch.device("cpu"), tmp_path)
+    good = {"pose": torch.tensor(1.0), "bone": torch.tensor(2.0), "total": torch.tensor(3.0)}
+    bad = {"pose": torch.tensor(float("nan")), "bone": torch.tensor(2.5), "total": torch.tensor(float("nan"))}
+    assert float(guard.update(good, 0)) == 3.0
+    guard.check()
+    assert float(guard.update(bad, 1)) == 0.0  # a non-finite loss is left out of the running mean
+    guard.update({**bad, "bone": torch.tensor(9.0)}, 2)  # later bad steps do not replace the first
+    where = re.escape(str(tmp_path))
+    with pytest.raises(FloatingPointError, match=rf"at step 2: pose=nan bone=2.5; the last good checkpoint in {where} "):
+        guard.check()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_nan_guard_update_does_not_wait_for_the_gpu(tmp_path):
+    cuda = torch.device("cuda")
+    guard = loop.NanGuard(cuda, tmp_path)
+    terms = {"pose": torch.ones((), device=cuda), "total": torch.full((), float("nan"), device=cuda)}
+    guard.update(terms, 0)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in range(1, 4):
+            guard.update(terms, step)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    with pytest.raises(FloatingPointError, match="at step 1: pose=1;"):
+        guard.check()
