@@ -21,7 +21,8 @@ T = TypeVar("T")
 def spec_from_dict(cls: type[T], data: dict[str, Any], where: str = "spec") -> T:
     """Build the dataclass ``cls`` from ``data``; unknown or missing keys raise ``ValueError``.
 
-    Nested dataclass fields are built recursively; lists become tuples (specs are frozen).
+    Nested dataclass fields are built recursively; a nested mapping overrides the field's default
+    (so a partial ``loop`` keeps the stage's loop defaults); lists become tuples (specs are frozen).
     """
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
@@ -35,8 +36,16 @@ def spec_from_dict(cls: type[T], data: dict[str, Any], where: str = "spec") -> T
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ValueError(f"{where}: required key {name!r} is missing")
             continue
-        kwargs[name] = _convert(f.type, data[name], f"{where}.{name}", cls)
+        kwargs[name] = _convert(f.type, _over_default(f, data[name]), f"{where}.{name}", cls)
     return cls(**kwargs)
+
+
+def _over_default(f: dataclasses.Field, value: Any) -> Any:
+    """``value`` laid over the field's default when both are mappings / a dataclass instance."""
+    if not isinstance(value, dict) or f.default_factory is dataclasses.MISSING:
+        return value
+    default = f.default_factory()
+    return {**spec_to_dict(default), **value} if dataclasses.is_dataclass(default) else value
 
 
 def _convert(annotation: Any, value: Any, where: str, owner: type) -> Any:

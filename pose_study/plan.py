@@ -475,7 +475,7 @@ class Plan:
         return {**self.config["evaluate"], "model": key.model, "run": key.path, "device": self.config["device"],
                 "lifters": lifters, "primary": self.primary_lifter(key.arm) if lifters else None,
                 "beta": self.config["guidance"]["beta"],
-                "heatmap_sigma": self.config["pretrain_pose"]["heatmap_sigma"]}
+                "heatmap_sigma": self.config["pretrain_pose"]["loop"]["heatmap_sigma"]}
 
     @property
     def primary_3d_test(self) -> str | None:

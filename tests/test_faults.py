@@ -38,7 +38,8 @@ from pose_study._spec import spec_from_dict
 from pose_study.data.transforms import AugmentSpec
 from pose_study.stages import _training, pretrain_2d
 from pose_study.train import checkpoint
-from pose_study.train.loop import LoopSpec, Phase, TrainData, train
+from pose_study.train.detection import DetectorTask, TrainData
+from pose_study.train.loop import LoopSpec, LRSchedule, Phase, train
 from pose_study.data.batches import SplitTensors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +101,8 @@ def test_gradient_clipping_bounds_the_update(tiny_world, tmp_path):
                     checkpoint_every=1000, log_every=1000, eval_samples=8)
     data = TrainData(val=SplitTensors.load(tiny_world["wild_val"], torch.device("cpu")),
                      train_2d=SplitTensors.load(tiny_world["wild_train"], torch.device("cpu")))
-    train(model, [Phase("p", 1, lr=1.0)], data, loop, tmp_path / "ckpt", flops_per_image=1)
+    phases = [Phase("p", 1, DetectorTask(data, loop), LRSchedule(1.0))]
+    train(model, phases, loop, tmp_path / "ckpt", flops_per_sample=1)
     after = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert 0 < float((after - before).norm()) <= 1e-3 * (1 + 1e-4)  # one SGD step of lr 1 on a clipped gradient
 

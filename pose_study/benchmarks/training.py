@@ -4,11 +4,11 @@ For one model preset, crop size, batch size and device it measures, in one proce
 data (a JPEG-encoded synthetic split made on the fly, or ``--data``):
 
 * **data path**: images/s delivered to the device with augmentation and heatmap targets.
-  Ours: ``loop.draw_batch`` (one gather, one batched affine resample, labels) + ``build_targets``.
+  Ours: ``detection.draw_batch`` (one gather, one batched affine resample, labels) + ``build_targets``.
   Seed-style: ``data.seed_path`` (per-sample read, JPEG decode, PIL warp, numpy heatmaps in
   DataLoader workers) + the copy to the device.
 * **training**: whole steps (data + forward + backward + optimiser), images/s and steps/s. Ours:
-  ``loop.train_step`` (bf16 autocast on CUDA, channels_last, optional torch.compile, no host sync);
+  ``loop.train_step`` of a ``detection.DetectorTask`` (bf16 autocast on CUDA, channels_last, optional torch.compile, no host sync);
   seed-style: fp32, NCHW, loss read back every step.
 * **model step only**: the same steps on one fixed batch — the model's consumption rate, against
   which the data path must keep a margin (DESIGN.md: loader ≥ 1.5× the model's consumption).
@@ -46,8 +46,9 @@ from pose_study.data.batches import SplitTensors
 from pose_study.data.synthetic.worlds import SynthesizeSpec
 from pose_study.stages import synthesize
 from pose_study.train import accounting, distributed
-from pose_study.train.loop import LoopSpec, Phase, TrainData, draw_batch, resolve_device, train_step
-from pose_study.train.objective import LossWeights, build_targets
+from pose_study.train.detection import DetectorTask, TrainData
+from pose_study.train.loop import LoopSpec, resolve_device, train_step
+from pose_study.train.objective import build_targets
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 TARGETS = {"cpu_data_ratio": 3.0, "cpu_train_ratio": 1.5, "data_over_model": 1.5,
            "gpu_resnet50_256_img_per_s": 2500.0}
-PHASE = Phase("bench", steps=1, lr=1e-3)
+LR = 1e-3
 DEFAULT_CROP = 128
 
 
@@ -155,16 +156,17 @@ class _Ours:
         if spec.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = torch.compile(self.model) if spec.compile else self.model
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=PHASE.lr)
-        self.fixed = draw_batch(data, self.loop, PHASE, self.generator)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
+        self.task = DetectorTask(data, self.loop)
+        self.fixed = self.task.draw(self.generator)
 
     def data_step(self) -> None:
-        batch = draw_batch(self.data, self.loop, PHASE, self.generator)
-        build_targets(batch, (self.spec.crop_size // 4,) * 2, self.loop.sigma)
+        batch = self.task.draw(self.generator)
+        build_targets(batch, (self.spec.crop_size // 4,) * 2, self.loop.heatmap_sigma)
 
     def train_step(self, fixed: bool = False) -> None:
-        batch = self.fixed if fixed else draw_batch(self.data, self.loop, PHASE, self.generator)
-        train_step(self.net, self.model, self.optimizer, batch, LossWeights(), self.loop)
+        batch = self.fixed if fixed else self.task.draw(self.generator)
+        train_step(self.net, self.model, self.optimizer, self.task, batch, self.loop.grad_clip)
 
 
 class _Seed:
@@ -175,7 +177,7 @@ class _Seed:
         self.dataset = seed_path.SeedStyleDataset(path)
         torch.manual_seed(spec.seed)
         self.model = models.build_model(spec.model).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=PHASE.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
         self.fixed = seed_path.to_device(next(iter(self._loader(1, workers=0))), device)
 
     def _loader(self, steps: int, workers: int | None = None) -> torch.utils.data.DataLoader:

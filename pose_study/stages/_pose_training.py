@@ -1,30 +1,30 @@
 """Plumbing shared by the two pose-only training stages (``train_lifter``, ``pretrain_pose``).
 
-Set-up (threads, device, seed), batch sampling, FLOPs per sample, spec options, and writing
-``model.pt`` (``lifters.save_lifter``), ``curve.csv``, ``metrics.json`` (the keys of the detector
-stages, ``accounting.run_metrics``) and ``spec.json``.
+Their loop defaults (``pose_loop``), set-up (threads, device, seed), batch sampling, FLOPs per
+sample, spec options, and the hand-over to the training stages' common ``_training.train_and_write``
+(``model.pt`` by ``lifters.save_lifter``).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 from torch import nn
 
-from pose_study import lifters, models
-from pose_study._io import write_json
-from pose_study._spec import spec_record
+from pose_study import lifters
 from pose_study.data.batches import random_indices
-from pose_study.data.poses import PoseData
-from pose_study.data.poses import PoseBatch
-from pose_study.stages._training import TrainOutputs
-from pose_study.train import accounting, distributed
-from pose_study.train.lifting import PoseLoopSpec, PoseTraining, Schedule, train_poses
-from pose_study.train.loop import resolve_device
+from pose_study.data.poses import PoseBatch, PoseData
+from pose_study.stages import _training
+from pose_study.train import distributed
+from pose_study.train.lifting import PoseTask
+from pose_study.train.loop import LoopSpec, Phase, fingerprint, resolve_device
 
-log = logging.getLogger(__name__)
+
+def pose_loop() -> LoopSpec:
+    """The pose-only stages' loop defaults (the schema's ``$defs/pose_loop_defaults``)."""
+    return LoopSpec(batch_size=256, heatmap_sigma=0.75, grad_clip=1.0, amp=False, channels_last=False,
+                    eval_every=200, eval_samples=512, log_every=100, checkpoint_every=500)
 
 
 def freeze_options(options: Any, owner: str) -> tuple[tuple[str, Any], ...]:
@@ -39,7 +39,7 @@ def freeze_options(options: Any, owner: str) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((str(k), v) for k, v in pairs.items() if v is not None))
 
 
-def setup(loop: PoseLoopSpec) -> torch.device:
+def setup(loop: LoopSpec) -> torch.device:
     """CPU threads by the project rule, the device, and the seed of the initial weights."""
     distributed.configure_threads()
     torch.manual_seed(loop.seed)
@@ -60,19 +60,18 @@ def flops_per_sample(model: nn.Module, crop_size: int) -> int:
     return lifters.lifter_flops(model, map_size=(side, side))
 
 
-def train_and_write(stage: str, spec: Any, run: PoseTraining, schedule: Schedule, val: PoseData,
-                    out: TrainOutputs, prior: dict | None, extra: dict) -> dict:
-    """Validate, train, and write model.pt, curve.csv, metrics.json and spec.json; returns the metrics."""
-    write_json(out.spec_json, spec_record(spec))
-    first = run.validate(run.model)
-    progress = train_poses(run, schedule, spec.loop, out.checkpoint_dir)
-    result = {**accounting.run_metrics(stage, spec.lifter, val, models.count_parameters(run.model),
-                                       run.flops_per_sample, progress, first[1], prior),
-              "lifter": spec.lifter, **extra}
-    lifters.save_lifter(out.model, run.model)
-    accounting.write_curve(out.curve, progress.curve)
-    write_json(out.metrics, result)
-    final = result["final"]
-    log.info("%s %s done: %s = %.2f (from %.2f) in %.0f s", stage, spec.lifter, final["metric"], final["value"],
-             final["initial_value"], result["compute"]["wall_seconds"])
-    return result
+def train_and_write(stage: str, spec: Any, model: nn.Module, task: PoseTask, identity: dict, out:
+                    _training.TrainOutputs, prior: dict | None, extra: dict) -> dict:
+    """Train ``model`` on ``task`` for ``spec.steps`` and write the stage's outputs; returns the metrics.
+
+    Args:
+        stage: Stage name. spec: The stage's spec (``lifter``, ``steps``, ``lr``, ``lr_steps``, ``loop``).
+        model: The lifter on its device. task: What it is trained on.
+        identity: What identifies the run's inputs (splits, prior) in its fingerprint.
+        out: Where to write. prior: ``compute_total`` of the run this one starts from, or None.
+        extra: More ``metrics.json`` entries.
+    """
+    phase = Phase(stage, spec.steps, task, spec.loop.schedule(spec.lr, spec.lr_steps))
+    return _training.train_and_write(stage, spec, model, spec.lifter, [phase], out, task.val,
+                                     flops_per_sample(model, task.val.crop_size), fingerprint(spec, identity),
+                                     prior, {"lifter": spec.lifter, **extra}, lifters.save_lifter)

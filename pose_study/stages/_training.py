@@ -1,4 +1,7 @@
-"""Plumbing shared by the two training stages: build, train, write ``model.pt``/``metrics.json``/``curve.csv``.
+"""Plumbing shared by the training stages: build, train, write ``model.pt``/``metrics.json``/``curve.csv``.
+
+``run_training`` serves the detector stages; ``train_and_write`` (validate, train through the one
+loop, write) serves every training stage, the pose-only ones via ``_pose_training``.
 
 Resources: ``build`` sets the CPU threads by the rule in ``pose_study.train.distributed`` (the
 rule's ``threads`` via ``OMP_NUM_THREADS`` under Snakemake) and joins a torchrun job when there is
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,8 @@ from pose_study._spec import spec_record
 from pose_study.data.batches import SplitTensors
 from pose_study.train import accounting, distributed
 from pose_study.train.checkpoint import save_weights
-from pose_study.train.loop import LoopSpec, Phase, TrainData, fingerprint, resolve_device, train, validate
+from pose_study.train.detection import TrainData
+from pose_study.train.loop import LoopSpec, Phase, fingerprint, resolve_device, train
 from pose_study.train.objective import DetectorWithLifter
 
 log = logging.getLogger(__name__)
@@ -78,57 +83,64 @@ def build(preset: str, loop: LoopSpec, pretrained: str | None = None) -> tuple[t
 
 
 def run_training(stage: str, spec: Any, model: torch.nn.Module, preset: str, phases: list[Phase],
-                 data: TrainData, loop: LoopSpec, out: TrainOutputs, prior: dict | list[dict] | None = None,
+                 data: TrainData, out: TrainOutputs, prior: dict | list[dict] | None = None,
                  extra: dict | None = None, extra_flops: int = 0) -> dict:
-    """Train and write every output of a training stage; returns the metrics written.
+    """Train a detector and write every output of a training stage; returns the metrics written.
 
     Under torchrun only rank 0 validates and writes; the other ranks return ``{}``.
 
     Args:
         stage: Stage name (``metrics.json`` "stage").
-        spec: The stage's spec (written to ``spec.json``; its fingerprint keys the checkpoint).
+        spec: The stage's spec (written to ``spec.json``; its fingerprint keys the checkpoint; its
+            ``loop`` holds the loop settings).
         model: The network on its device: a detector, or a ``DetectorWithLifter`` (``model.pt``
             then holds the detector plus a ``lifter`` entry).
         preset: The detector's preset name.
         phases: Run in order.
         data: Training and validation splits.
-        loop: Loop settings.
         out: Where to write.
         prior: ``compute_total`` of the upstream run(s) whose compute this run carries.
         extra: More ``metrics.json`` entries.
         extra_flops: Forward FLOPs per training image outside ``model`` (frozen lifters in the loss).
     """
     try:
-        return _train_and_write(stage, spec, model, preset, phases, data, loop, out, prior, extra, extra_flops)
+        info = distributed.current()
+        flops = models.forward_flops(model, data.val.crop_size) + extra_flops
+        identity = {"inputs": input_identity(data.val, data.train_2d, data.train_3d)}
+        if info.enabled:  # a checkpoint of another world size is another run (the global batch differs)
+            identity["world_size"] = info.world_size
+        return train_and_write(stage, spec, model, preset, phases, out, data.val, flops, fingerprint(spec, identity),
+                               prior, extra or {}, lambda path, m: _save_model(path, m, preset))
     finally:
         distributed.cleanup()
 
 
-def _train_and_write(stage: str, spec: Any, model: torch.nn.Module, preset: str, phases: list[Phase],
-                     data: TrainData, loop: LoopSpec, out: TrainOutputs, prior: dict | list[dict] | None,
-                     extra: dict | None, extra_flops: int) -> dict:
+def train_and_write(stage: str, spec: Any, model: torch.nn.Module, preset: str, phases: list[Phase],
+                    out: TrainOutputs, val: Any, flops: int, run_id: str, prior: dict | list[dict] | None,
+                    extra: dict, save_model: Callable[[Path, torch.nn.Module], None]) -> dict:
+    """Validate, train through the loop (``spec.loop``), write model.pt, curve.csv, metrics.json, spec.json.
+
+    Args:
+        stage, spec, model, preset, phases, out, prior, extra: As ``run_training``.
+        val: The validation split (``crop_size``, ``info.source``, ``device`` for ``metrics.json``).
+        flops: Forward FLOPs per training sample.
+        run_id: The run's fingerprint (``loop.fingerprint``).
+        save_model: Writes ``model.pt``: ``(path, model)``.
+    """
     info = distributed.current()
     if info.is_main:
         write_json(out.spec_json, spec_record(spec))
-    crop = data.val.crop_size
-    flops = models.forward_flops(model, crop) + extra_flops
-    identity = {"inputs": input_identity(data.val, data.train_2d, data.train_3d)}
-    if info.enabled:  # a checkpoint of another world size is another run (the global batch differs)
-        identity["world_size"] = info.world_size
-    run_id = fingerprint(spec, identity)
-    first = phases[0].objective
-    first_metric = (validate(model, data.val, loop.eval_samples, loop.batch_size, first.val_lifter, first.beta)
-                    if info.is_main else None)
-    progress = train(model, phases, data, loop, out.checkpoint_dir, flops, accounting.prior_flops(prior), run_id)
+    first_metric = phases[0].task.validate(model) if info.is_main else None
+    progress = train(model, phases, spec.loop, out.checkpoint_dir, flops, accounting.prior_flops(prior), run_id)
     if not info.is_main:
         return {}
-    result = {**accounting.run_metrics(stage, preset, data.val, models.count_parameters(model), flops, progress,
-                                       first_metric[1], prior, info.world_size), **(extra or {})}
-    _save_model(out.model, model, preset)
+    result = {**accounting.run_metrics(stage, preset, val, models.count_parameters(model), flops, progress,
+                                       first_metric[1], prior, info.world_size), **extra}
+    save_model(out.model, model)
     accounting.write_curve(out.curve, progress.curve)
     write_json(out.metrics, result)
     final, own = result["final"], result["compute"]
-    log.info("%s done: %s = %.3f (from %.3f) in %.0f s, %.3g training FLOPs", stage, final["metric"],
+    log.info("%s %s done: %s = %.3f (from %.3f) in %.0f s, %.3g training FLOPs", stage, preset, final["metric"],
              final["value"], final["initial_value"], own["wall_seconds"], own["train_flops"])
     return result
 

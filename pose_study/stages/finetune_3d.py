@@ -38,10 +38,11 @@ from pose_study.arms import ARMS, Arm
 from pose_study.models import MODELS
 from pose_study.stages import _training
 from pose_study.train.checkpoint import load_weights
+from pose_study.train.detection import DetectorTask, TrainData
 from pose_study.train.guidance import GuidanceSpec
 from pose_study.train.loop import LoopSpec, Phase
-from pose_study.train.objective import (DetectorWithLifter, EndToEndObjective, GuidedObjective, HeatmapObjective,
-                                        LossWeights, Objective, freeze)
+from pose_study.train.objective import (DepthObjective, DetectorWithLifter, EndToEndObjective, GuidedObjective,
+                                        HeatmapObjective, LossWeights, Objective, freeze)
 
 __all__ = ["Finetune3DSpec", "GuidanceSpec", "check_inputs", "run"]
 
@@ -91,19 +92,22 @@ class Finetune3DSpec:
     def arm_spec(self) -> Arm:
         return ARMS[self.arm]
 
-    def phases(self, objective: Objective | None = None) -> list[Phase]:
-        """The run's phases; lifter arms need their ``objective`` (it holds the lifters)."""
-        fraction_3d = self.ratio_3d / (1.0 + self.ratio_3d)
+    def phases(self, data: TrainData, objective: Objective | None = None) -> list[Phase]:
+        """The run's phases on ``data``; lifter arms need their ``objective`` (it holds the lifters)."""
+        fraction_3d, loop = self.ratio_3d / (1.0 + self.ratio_3d), self.loop
         if self.arm_spec.objective != "depth":
             if objective is None:
                 raise ValueError(f"arm {self.arm!r} needs its {self.arm_spec.objective!r} objective")
-            return [Phase(objective.name, self.fusion_steps + self.geometric_steps, self.lr, self.lr_steps,
-                          fraction_3d=fraction_3d, objective=objective)]
-        phases = [Phase("fusion", self.fusion_steps, self.lr, self.lr_steps,
-                        LossWeights(weight_3d=self.weight_3d), fraction_3d)]
+            return [Phase(objective.name, self.fusion_steps + self.geometric_steps,
+                          DetectorTask(data, loop, objective, fraction_3d), loop.schedule(self.lr, self.lr_steps))]
+        phases = [Phase("fusion", self.fusion_steps,
+                        DetectorTask(data, loop, DepthObjective(LossWeights(weight_3d=self.weight_3d)), fraction_3d),
+                        loop.schedule(self.lr, self.lr_steps))]
         if self.geometric_steps:
-            phases.append(Phase("geometric", self.geometric_steps, self.geometric_lr, (),
-                                LossWeights(self.weight_3d, self.weight_var), fraction_3d))
+            weights = LossWeights(self.weight_3d, self.weight_var)
+            phases.append(Phase("geometric", self.geometric_steps,
+                                DetectorTask(data, loop, DepthObjective(weights), fraction_3d),
+                                loop.schedule(self.geometric_lr)))
         return phases
 
 
@@ -153,7 +157,7 @@ def run(spec: Finetune3DSpec, train_3d: Path, val_3d: Path, train_2d: Path, out:
         extra["end_to_end_lifter"] = model.lifter.preset_name
     loss_lifters = guides if arm.objective == "guided" else []
     return _training.run_training(
-        "finetune_3d", spec, model, spec.model, spec.phases(objective), data, spec.loop, out,
+        "finetune_3d", spec, model, spec.model, spec.phases(data, objective), data, out,
         prior=_training.read_priors(list(prior_metrics)), extra=extra,
         extra_flops=sum(lifters.lifter_flops(g) for g in loss_lifters))
 

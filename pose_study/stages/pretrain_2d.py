@@ -15,8 +15,8 @@ from pathlib import Path
 from pose_study._spec import load_spec_arg
 from pose_study.models import MODELS
 from pose_study.stages import _training
+from pose_study.train.detection import DetectorTask
 from pose_study.train.loop import LoopSpec, Phase
-from pose_study.train.objective import LossWeights
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ def run(spec: Pretrain2DSpec, train: Path, val: Path, out: _training.TrainOutput
     """Pre-train ``spec.model`` on ``train``; returns the metrics written to ``out.metrics``."""
     model, device = _training.build(spec.model, spec.loop, spec.pretrained_backbone)
     data = _training.load_data(val, device, train_2d=train)
-    phases = [Phase("pretrain_2d", spec.steps, spec.lr, spec.lr_steps, LossWeights(), fraction_3d=0.0)]
-    return _training.run_training("pretrain_2d", spec, model, spec.model, phases, data, spec.loop, out,
+    task = DetectorTask(data, spec.loop)
+    phases = [Phase("pretrain_2d", spec.steps, task, spec.loop.schedule(spec.lr, spec.lr_steps))]
+    return _training.run_training("pretrain_2d", spec, model, spec.model, phases, data, out,
                                   extra={"dataset_2d": data.train_2d.info.dataset})
 
 

@@ -9,7 +9,7 @@
   random virtual cameras, with masked joints, noise and jitter (``mpt_pretrain_loss``).
 
 Validation: MPJPE (mm, root-relative) on the validation split from ground-truth 2D (apt: windows of
-the split's clips; mpt: Gaussian heatmaps of σ = ``heatmap_sigma`` at the ground-truth joints).
+the split's clips; mpt: Gaussian heatmaps of σ = ``loop.heatmap_sigma`` at the ground-truth joints).
 Outputs as ``train_lifter``: ``model.pt`` (``lifters.save_lifter``), ``metrics.json`` (stage
 ``pretrain_pose``), ``curve.csv``, ``spec.json``; resume state in ``--checkpoint-dir``.
 """
@@ -31,9 +31,9 @@ from pose_study.data.poses import PoseData
 from pose_study.data.poses import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS
 from pose_study.stages import _training
-from pose_study.stages._pose_training import flops_per_sample, freeze_options, sampler, setup, train_and_write
-from pose_study.train.lifting import PoseLoopSpec, PoseTraining, Schedule, validate_lifter
-from pose_study.train.loop import fingerprint
+from pose_study.stages._pose_training import freeze_options, pose_loop, sampler, setup, train_and_write
+from pose_study.train.lifting import PoseTask
+from pose_study.train.loop import LoopSpec
 
 KINDS = ("apt", "mpt")  # the lifter kinds this stage pre-trains
 
@@ -47,7 +47,6 @@ class PretrainPoseSpec:
         steps: Optimiser steps.
         lr: Initial Adam learning rate.
         lr_steps: Fractions of ``steps`` after which the LR drops ×``loop.lr_decay``.
-        batch_size: Samples (sequences for apt) per step.
         mask_levels: APTPose mask levels in use (``lifters.masks.MASK_LEVELS``; empty: no masking).
         mask_ratio: Share of joints masked (APTPose levels; MPT masked-joint modeling).
         lambda_3d: Weight of the 3D reconstruction loss.
@@ -55,27 +54,25 @@ class PretrainPoseSpec:
         noise_px: Gaussian noise on every 2D joint of the input sequences (apt), crop px.
         jitter_px: σ of the per-frame shift of image sequences (apt) or the per-joint peak shift of
             synthetic heatmaps (mpt), crop px.
-        heatmap_sigma: Gaussian σ of synthetic heatmaps, heatmap px (mpt).
         heatmap_noise: σ of the additive per-pixel noise on synthetic heatmaps of peak 1 (mpt).
         options: Lifter ablation options (``lifters.OPTIONS``) as sorted (key, value) pairs.
-        loop: Loop settings.
+        loop: Loop settings (``batch_size``: samples, sequences for apt, per step; ``heatmap_sigma``:
+            Gaussian σ of the synthetic and validation heatmaps of mpt lifters, heatmap px).
     """
 
     lifter: str
     steps: int = 2000
     lr: float = 1e-3
     lr_steps: tuple[float, ...] = (0.75,)
-    batch_size: int = 256
     mask_levels: tuple[str, ...] = MASK_LEVELS
     mask_ratio: float = 0.3
     lambda_3d: float = 1.0
     lambda_2d: float = 0.5
     noise_px: float = 1.0
     jitter_px: float = 2.0
-    heatmap_sigma: float = 0.75
     heatmap_noise: float = 0.05
     options: tuple[tuple[str, Any], ...] = ()
-    loop: PoseLoopSpec = field(default_factory=PoseLoopSpec)
+    loop: LoopSpec = field(default_factory=pose_loop)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", freeze_options(self.options, "PretrainPoseSpec"))
@@ -88,12 +85,10 @@ class PretrainPoseSpec:
             raise ValueError(f"unknown mask level(s) {unknown}; choices: {list(MASK_LEVELS)}")
         if not 0 <= self.mask_ratio <= 1:
             raise ValueError(f"mask_ratio must be in [0, 1], got {self.mask_ratio}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be ≥ 1, got {self.steps} and {self.batch_size}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
         if min(self.lambda_3d, self.lambda_2d, self.noise_px, self.jitter_px, self.heatmap_noise) < 0:
             raise ValueError("lambda_3d, lambda_2d, noise_px, jitter_px and heatmap_noise must be ≥ 0")
-        if self.heatmap_sigma <= 0:
-            raise ValueError(f"heatmap_sigma must be > 0, got {self.heatmap_sigma}")
 
     @property
     def kind(self) -> str:
@@ -121,9 +116,10 @@ def mpt_loss(spec: PretrainPoseSpec):
     def loss(model: nn.Module, batch: PoseBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         from pose_study.lifters import pretraining
 
-        return pretraining.mpt_pretrain_loss(model, batch, mask_ratio=spec.mask_ratio, sigma=spec.heatmap_sigma,
-                                             jitter_px=spec.jitter_px, noise_std=spec.heatmap_noise,
-                                             lambda_3d=spec.lambda_3d, lambda_2d=spec.lambda_2d, generator=generator)
+        return pretraining.mpt_pretrain_loss(model, batch, mask_ratio=spec.mask_ratio,
+                                             sigma=spec.loop.heatmap_sigma, jitter_px=spec.jitter_px,
+                                             noise_std=spec.heatmap_noise, lambda_3d=spec.lambda_3d,
+                                             lambda_2d=spec.lambda_2d, generator=generator)
 
     return loss
 
@@ -183,13 +179,10 @@ def run(spec: PretrainPoseSpec, train_3d: Path, val_3d: Path, train_2d: list[Pat
         loss, noise = apt_loss(spec), spec.noise_px
     else:
         sample, loss, noise = sampler(train, 1), mpt_loss(spec), 0.0  # mpt: noise goes on the heatmaps
-    run_ = PoseTraining(model, loss, sample,
-                        lambda m: validate_lifter(m, val, spec.loop.eval_samples, spec.heatmap_sigma),
-                        flops_per_sample(model, val.crop_size), 0.0,
-                        fingerprint(spec, {"inputs": _training.input_identity(train, val, *images)}))
-    schedule = Schedule("pretrain_pose", spec.steps, spec.lr, spec.lr_steps, spec.batch_size, noise)
+    task = PoseTask(loss, sample, val, spec.loop, noise)
+    identity = {"inputs": _training.input_identity(train, val, *images)}
     extra = {"dataset_3d": train.info.dataset, "datasets_2d": [p.info.dataset for p in images]}
-    return train_and_write("pretrain_pose", spec, run_, schedule, val, out, None, extra)
+    return train_and_write("pretrain_pose", spec, model, task, identity, out, None, extra)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

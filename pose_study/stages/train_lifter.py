@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,9 @@ from pose_study.data.poses import PoseData
 from pose_study.data.poses import PoseBatch
 from pose_study.lifters.inputs import relative_3d
 from pose_study.stages import _training
-from pose_study.stages._pose_training import flops_per_sample, freeze_options, sampler, setup, train_and_write
-from pose_study.train import accounting
-from pose_study.train.lifting import (PoseLoopSpec, PoseTraining, Schedule, centre_mse_loss, lifter_inputs,
-                                      validate_lifter)
-from pose_study.train.loop import fingerprint
+from pose_study.stages._pose_training import freeze_options, pose_loop, sampler, setup, train_and_write
+from pose_study.train.lifting import PoseTask, centre_mse_loss, lifter_inputs
+from pose_study.train.loop import LoopSpec
 
 log = logging.getLogger(__name__)
 INITS = ("scratch", "pretrain_pose")
@@ -49,11 +48,10 @@ class TrainLifterSpec:
         steps: Optimiser steps.
         lr: Initial Adam learning rate.
         lr_steps: Fractions of ``steps`` after which the LR drops ×``loop.lr_decay``.
-        batch_size: Samples (sequences, for sequence lifters) per step.
         noise_px: Gaussian noise added to the 2D input (crop px).
         options: Lifter ablation options (``lifters.OPTIONS``, e.g. ``{"fusion": "add"}``); stored as
             sorted (key, value) pairs, None values dropped.
-        loop: Loop settings.
+        loop: Loop settings (``loop.batch_size``: samples, sequences for sequence lifters, per step).
     """
 
     lifter: str
@@ -61,18 +59,17 @@ class TrainLifterSpec:
     steps: int = 2000
     lr: float = 1e-3
     lr_steps: tuple[float, ...] = (0.75,)
-    batch_size: int = 256
     noise_px: float = 1.0
     options: tuple[tuple[str, Any], ...] = ()
-    loop: PoseLoopSpec = field(default_factory=PoseLoopSpec)
+    loop: LoopSpec = field(default_factory=pose_loop)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", freeze_options(self.options, "TrainLifterSpec"))
         lifters.resolve_preset(self.lifter, dict(self.options))  # names a bad lifter or option
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be ≥ 1, got {self.steps} and {self.batch_size}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
         if self.noise_px < 0:
             raise ValueError(f"noise_px must be ≥ 0, got {self.noise_px}")
 
@@ -113,13 +110,11 @@ def run(spec: TrainLifterSpec, train_3d: Path, val_3d: Path, out: _training.Trai
     if not train.has_3d or not val.has_3d:
         raise ValueError(f"train_lifter needs 3D labels in both splits: {train_3d} and {val_3d}")
     prior = _training.read_prior(init_metrics)
-    loss = sequence_loss if hasattr(model, "forward_sequence") else centre_mse_loss
-    run_ = PoseTraining(model, loss, sampler(train, model.frames),
-                        lambda m: validate_lifter(m, val, spec.loop.eval_samples),
-                        flops_per_sample(model, val.crop_size), accounting.prior_flops(prior),
-                        fingerprint(spec, {"inputs": _training.input_identity(train, val), "prior": prior}))
-    schedule = Schedule("train_lifter", spec.steps, spec.lr, spec.lr_steps, spec.batch_size, spec.noise_px)
-    return train_and_write("train_lifter", spec, run_, schedule, val, out, prior,
+    loss = (sequence_loss if hasattr(model, "forward_sequence")
+            else partial(centre_mse_loss, heatmap_sigma=spec.loop.heatmap_sigma))
+    task = PoseTask(loss, sampler(train, model.frames), val, spec.loop, spec.noise_px)
+    identity = {"inputs": _training.input_identity(train, val), "prior": prior}
+    return train_and_write("train_lifter", spec, model, task, identity, out, prior,
                            {"init": spec.init, "dataset_3d": train.info.dataset})
 
 

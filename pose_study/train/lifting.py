@@ -1,28 +1,18 @@
-"""The pose-only training loop: lifters trained on 2D/3D joints without images.
+"""Training lifters on poses alone (``train_lifter``, ``pretrain_pose``): the loop's ``PoseTask``.
 
-Used by ``train-lifter`` and ``pretrain-pose``. Per step: set the learning rate, draw a batch
-(``sample(batch_size, generator)``), flip half of it left/right and add Gaussian noise to its 2D
-joints (``augment``), compute the loss terms (``loss(model, batch, generator)``, a dict with
-``"total"``), backward, clip, Adam step. Every random draw comes from one CPU ``torch.Generator``
-and the global RNG (dropout) is reseeded from (seed, step) each step, so a resumed run is
-bit-identical to an uninterrupted one.
-
-The guarantees of the detector loop (``pose_study.train.loop``) hold here too: a checkpoint
-(model, optimiser, generator, progress, run fingerprint) every ``checkpoint_every`` steps and at
-the end; SIGTERM saves one and raises ``TrainingInterrupted``; a non-finite loss raises
-``FloatingPointError`` naming the step and the terms before any checkpoint could hold it;
-validation (MPJPE in mm from ground-truth 2D) every ``eval_every`` steps goes into the learning
-curve with the compute so far.
+A lifter learns 2D→3D from joints, without images. Per step the loop draws a batch
+(``sample(batch_size, generator)``), flips half of it left/right and adds Gaussian noise to its 2D
+joints (``augment``), and the task's loss (``loss(model, batch, generator)``, a dict with
+``"total"``) is minimised. Every random draw comes from the loop's CPU generator, so the draws do
+not depend on the device. Validation: MPJPE (mm, root-relative) from ground-truth 2D
+(``validate_lifter``). Schedule, NaN guard, checkpoints, resume and SIGTERM are the loop's
+(``pose_study.train.loop``).
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,72 +25,11 @@ from pose_study.data.poses import PoseBatch
 from pose_study.lifters.inputs import normalise_2d, relative_3d
 from pose_study.predict import STRIDE, crop_to_heatmap
 from pose_study.skeletons import CANONICAL
-from pose_study.train import accounting
-from pose_study.train.accounting import Progress
-from pose_study.train.checkpoint import load_checkpoint, model_state, save_checkpoint
-from pose_study.train.loop import TrainingInterrupted, _sigterm_flag
-
-log = logging.getLogger(__name__)
+from pose_study.train.loop import LoopSpec
 
 LossFn = Callable[[nn.Module, PoseBatch, torch.Generator], dict[str, torch.Tensor]]
 Sampler = Callable[[int, torch.Generator], PoseBatch]
-Validator = Callable[[nn.Module], tuple[str, float]]
 EVAL_BATCH = 1024
-
-
-@dataclass(frozen=True)
-class PoseLoopSpec:
-    """Loop settings shared by the pose-only stages (``pose_loop`` in the study schema).
-
-    Attributes:
-        seed: Seeds the initial weights, the batch generator and dropout.
-        device: ``auto``, ``cpu`` or ``cuda[:i]``.
-        eval_every: Validate (and add a learning-curve row) every N steps and at the end.
-        eval_samples: Evenly spaced validation samples per validation.
-        log_every: Log the running loss every N steps.
-        checkpoint_every: Write resume state every N steps and at the end.
-        grad_clip: Maximum gradient norm, or None.
-        lr_decay: Factor applied to the LR at each of the schedule's ``lr_steps``.
-    """
-
-    seed: int = 0
-    device: str = "auto"
-    eval_every: int = 200
-    eval_samples: int = 512
-    log_every: int = 100
-    checkpoint_every: int = 500
-    grad_clip: float | None = 1.0
-    lr_decay: float = 0.1
-
-    def __post_init__(self) -> None:
-        for name in ("eval_every", "eval_samples", "log_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """What is trained how long.
-
-    Attributes:
-        name: Phase name in logs and the learning curve (the stage name).
-        steps: Optimiser steps.
-        lr: Initial Adam learning rate.
-        lr_steps: Fractions of ``steps`` after which the LR is multiplied by ``PoseLoopSpec.lr_decay``.
-        batch_size: Samples (sequences for sequence lifters) per step.
-        noise_px: Standard deviation of the Gaussian noise added to the 2D joints (crop px).
-        flip: Mirror a random half of every batch left/right.
-    """
-
-    name: str
-    steps: int
-    lr: float
-    lr_steps: tuple[float, ...] = ()
-    batch_size: int = 256
-    noise_px: float = 0.0
-    flip: bool = True
 
 
 # --- augmentation ---------------------------------------------------------------------------------
@@ -175,10 +104,11 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) ->
     return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-def centre_mse_loss(model: nn.Module, batch: PoseBatch,
-                    generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: ARG001
-    """The single-frame lifter loss: MSE (metres) of the centre frame's root-relative 3D joints."""
-    x, valid = lifter_inputs(model, batch)
+def centre_mse_loss(model: nn.Module, batch: PoseBatch, generator: torch.Generator,  # noqa: ARG001
+                    heatmap_sigma: float = 0.75) -> dict[str, torch.Tensor]:
+    """The single-frame lifter loss: MSE (metres) of the centre frame's root-relative 3D joints
+    (heatmap lifters read Gaussian heatmaps of σ = ``heatmap_sigma`` heatmap px)."""
+    x, valid = lifter_inputs(model, batch, heatmap_sigma)
     target, target_valid = centre_targets(batch)
     pose = masked_mse(model(x, valid), target, target_valid)
     return {"total": pose, "pose": pose}
@@ -207,124 +137,45 @@ def validate_lifter(model: nn.Module, val: PoseData, max_samples: int, heatmap_s
     return "mpjpe_mm", float(metrics.mpjpe(pred, gt, valid).value)
 
 
-# --- the loop -------------------------------------------------------------------------------------
+# --- the task -------------------------------------------------------------------------------------
 
 
 @dataclass
-class PoseTraining:
-    """Everything one pose-only run needs besides its schedule and loop settings.
+class PoseTask:
+    """Training a lifter on poses (the loop's ``Task``).
 
     Attributes:
-        model: The lifter, on its device.
-        loss: ``(model, batch, generator) -> {"total": ..., ...}``.
+        loss_fn: ``(model, batch, generator) -> {"total": ..., ...}``.
         sample: ``(batch_size, generator) -> PoseBatch`` (un-augmented).
-        validate: ``(model) -> (metric name, value)``, lower is better.
-        flops_per_sample: Forward FLOPs per sample (one training sample costs 3×).
-        prior_flops: Training FLOPs spent before this run (pre-training), for ``flops_total``.
-        run_id: Fingerprint of the run's settings and inputs; other checkpoints are not resumed.
+        val: The validation split (MPJPE from ground-truth 2D).
+        spec: Loop settings (batch size, heatmap σ of heatmap lifters, validation size).
+        noise_px: Standard deviation of the Gaussian noise added to the 2D joints (crop px).
+        flip: Mirror a random half of every batch left/right.
     """
 
-    model: nn.Module
-    loss: LossFn
+    loss_fn: LossFn
     sample: Sampler
-    validate: Validator
-    flops_per_sample: int
-    prior_flops: float = 0.0
-    run_id: str = ""
+    val: PoseData
+    spec: LoopSpec
+    noise_px: float = 0.0
+    flip: bool = True
+    unused_parameters: bool = False
 
+    @property
+    def batch_size(self) -> int:
+        return self.spec.batch_size
 
-def train_poses(run: PoseTraining, schedule: Schedule, loop: PoseLoopSpec, checkpoint_dir: Path) -> Progress:
-    """Train ``run.model`` for ``schedule.steps`` steps (resuming from ``checkpoint_dir``); returns the progress."""
-    model = run.model
-    generator = torch.Generator().manual_seed(loop.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
-    progress = _resume(run, optimizer, generator, checkpoint_dir)
-    device = next(model.parameters()).device
-    forked = [device] if device.type == "cuda" else []
-    with _sigterm_flag() as stop, torch.random.fork_rng(devices=forked):
-        running, window, t0 = 0.0, 0, time.perf_counter()
-        while progress.step < schedule.steps:
-            terms = _step(run, schedule, loop, optimizer, generator, progress.step)
-            _raise_if_bad(terms, progress.step, checkpoint_dir)
-            progress.step += 1
-            progress.samples += schedule.batch_size
-            now = time.perf_counter()
-            progress.seconds += now - t0
-            t0 = now
-            running, window = running + float(terms["total"]), window + 1
-            last = progress.step == schedule.steps
-            if progress.step % loop.log_every == 0 or last:
-                log.info("step %d/%d [%s] loss %.5f  %.0f s", progress.step, schedule.steps, schedule.name,
-                         running / window, progress.seconds)
-                running, window = 0.0, 0
-            if progress.step % loop.eval_every == 0 or last:
-                _record_validation(run, schedule, progress, float(terms["total"]))
-                t0 = time.perf_counter()
-            if progress.step % loop.checkpoint_every == 0 or last or stop["flag"]:
-                _save(run, optimizer, generator, progress, checkpoint_dir)
-            if stop["flag"] and not last:
-                raise TrainingInterrupted(f"SIGTERM at step {progress.step}; checkpoint saved in {checkpoint_dir}; "
-                                          "rerun the same command to resume")
-    return progress
+    def draw(self, generator: torch.Generator) -> PoseBatch:
+        return augment(self.sample(self.spec.batch_size, generator), self.noise_px, self.flip, generator)
 
+    def loss(self, net: nn.Module, batch: PoseBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.loss_fn(net, batch, generator)
 
-def _step(run: PoseTraining, schedule: Schedule, loop: PoseLoopSpec, optimizer: torch.optim.Optimizer,
-          generator: torch.Generator, step: int) -> dict[str, torch.Tensor]:
-    """One optimiser step; returns the detached loss terms."""
-    torch.manual_seed(loop.seed * 1_000_003 + step)  # dropout: a function of (seed, step), so resume is exact
-    _set_lr(optimizer, schedule, step, loop.lr_decay)
-    batch = augment(run.sample(schedule.batch_size, generator), schedule.noise_px, schedule.flip, generator)
-    run.model.train()
-    terms = run.loss(run.model, batch, generator)
-    if not bool(torch.isfinite(terms["total"])):
-        return {k: v.detach() for k, v in terms.items()}
-    optimizer.zero_grad(set_to_none=True)
-    terms["total"].backward()
-    if loop.grad_clip:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), loop.grad_clip)
-    optimizer.step()
-    return {k: v.detach() for k, v in terms.items()}
+    def validate(self, model: nn.Module) -> tuple[str, float]:
+        return validate_lifter(model, self.val, self.spec.eval_samples, self.spec.heatmap_sigma)
 
+    def state_dict(self) -> dict:
+        return {}
 
-def _set_lr(optimizer: torch.optim.Optimizer, schedule: Schedule, step: int, decay: float) -> None:
-    drops = sum(step >= math.ceil(f * schedule.steps) for f in schedule.lr_steps)
-    for group in optimizer.param_groups:
-        group["lr"] = schedule.lr * decay**drops
-
-
-def _raise_if_bad(terms: dict[str, torch.Tensor], step: int, checkpoint_dir: Path) -> None:
-    if bool(torch.isfinite(terms["total"])):
-        return
-    text = " ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-    raise FloatingPointError(f"non-finite loss at step {step + 1}: {text}; the last good checkpoint in "
-                             f"{checkpoint_dir} is intact (lower the learning rate or set grad_clip)")
-
-
-def _record_validation(run: PoseTraining, schedule: Schedule, progress: Progress, loss: float) -> None:
-    name, value = run.validate(run.model)
-    log.info("step %d validation %s = %.3f", progress.step, name, value)
-    progress.curve.append(accounting.curve_row(schedule.name, progress, run.flops_per_sample, run.prior_flops,
-                                               loss, name, value))
-
-
-def _save(run: PoseTraining, optimizer: torch.optim.Optimizer, generator: torch.Generator, progress: Progress,
-          checkpoint_dir: Path) -> None:
-    save_checkpoint(checkpoint_dir, {"run_id": run.run_id, "model": model_state(run.model),
-                                     "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                                     "progress": progress.state()})
-
-
-def _resume(run: PoseTraining, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-            checkpoint_dir: Path) -> Progress:
-    state = load_checkpoint(checkpoint_dir)
-    if state is None:
-        return Progress()
-    if state.get("run_id") != run.run_id:
-        log.warning("checkpoint in %s belongs to other settings; starting afresh", checkpoint_dir)
-        return Progress()
-    run.model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
-    progress = Progress.from_state(state["progress"])
-    log.info("resuming from checkpoint %s at step %d", checkpoint_dir, progress.step)
-    return progress
+    def load_state_dict(self, state: dict) -> None:  # noqa: ARG002 - stateless
+        return None

@@ -121,17 +121,16 @@ def test_gathering_a_batch_does_not_wait_for_the_gpu(tiny_world, resident):
                    "objective.compute_losses (as_tensor of unused 0.0 terms) copy to the device blocking")
 def test_a_whole_training_step_does_not_wait_for_the_gpu(tiny_world):
     from pose_study.models import build_model
-    from pose_study.train.loop import LoopSpec, Phase, TrainData, draw_batch, train_step
-    from pose_study.train.objective import LossWeights
+    from pose_study.train.detection import DetectorTask, TrainData
+    from pose_study.train.loop import LoopSpec, train_step
 
     cuda = torch.device("cuda")
     split = SplitTensors.load(tiny_world["wild_val"], cuda)
-    data, spec, phase = TrainData(val=split, train_2d=split), LoopSpec(batch_size=8), Phase("p", 1, 1e-3)
+    task = DetectorTask(TrainData(val=split, train_2d=split), LoopSpec(batch_size=8))
     model = build_model("hg1_tiny").to(cuda).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters())
     generator = torch.Generator().manual_seed(0)
-    step = lambda: train_step(model, model, optimizer, draw_batch(data, spec, phase, generator),  # noqa: E731
-                              LossWeights(), spec)
+    step = lambda: train_step(model, model, optimizer, task, task.draw(generator))  # noqa: E731
     step()
     torch.cuda.set_sync_debug_mode("error")
     try:

@@ -1,4 +1,3 @@
-import copy
 from dataclasses import fields
 from pathlib import Path
 

@@ -15,6 +15,7 @@ from pose_study.stages import _training
 from pose_study.stages.pretrain_2d import Pretrain2DSpec
 from pose_study.train import distributed
 from pose_study.train.checkpoint import load_checkpoint
+from pose_study.train.detection import DetectorTask
 from pose_study.train.loop import LoopSpec, Phase
 
 STEPS, BATCH = 8, 8
@@ -93,8 +94,8 @@ def _rank_main(rank: int, port: int, world: dict, root: Path) -> None:
     model, device = _training.build(spec.model, loop)
     data = _training.load_data(world["wild_val"], device, train_2d=world["wild_train"])
     out = _training.TrainOutputs(root / "model.pt", root / "metrics.json", root / "curve.csv", root / "ckpt")
-    result = _training.run_training("pretrain_2d", spec, model, spec.model,
-                                    [Phase("pretrain_2d", STEPS, spec.lr)], data, loop, out)
+    phases = [Phase("pretrain_2d", STEPS, DetectorTask(data, loop), loop.schedule(spec.lr))]
+    result = _training.run_training("pretrain_2d", spec, model, spec.model, phases, data, out)
     torch.save({"params": {k: v.detach() for k, v in model.named_parameters()}, "returned": bool(result)},
                root / f"rank{rank}.pt")
 

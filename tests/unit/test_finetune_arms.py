@@ -198,7 +198,7 @@ def test_interrupted_lifter_arm_resumes_and_matches_the_uninterrupted_run(tiny_w
         run_arm(arm, tiny_world, upstream, tmp_path / "cut", **settings)
     monkeypatch.setattr(loop, "_log_step", real_log)
     state = torch.load(tmp_path / "cut" / "ckpt" / "last.pt", weights_only=True)
-    assert state["progress"]["step"] == 6 and len(state["objectives"]) == 1
+    assert state["progress"]["step"] == 6 and len(state["tasks"]) == 1
     resumed = run_arm(arm, tiny_world, upstream, tmp_path / "cut", **settings)
     curves = [[float(r["val_value"]) for r in read_curve(tmp_path / d / "curve.csv")] for d in ("whole", "cut")]
     assert curves[1] == pytest.approx(curves[0], rel=1e-6)

@@ -1,10 +1,11 @@
-"""The training loop and both training stages, on the tiny synthetic world (CPU)."""
+"""The training loop (detector and lifter tasks) and the detector training stages, on the tiny synthetic world (CPU)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,12 +15,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from pose_study.stages import _training, finetune_3d, pretrain_2d
+from pose_study import lifters
+from pose_study._spec import spec_from_dict
+from pose_study.stages import _training, finetune_3d, pretrain_2d, train_lifter
 from pose_study.stages.evaluate import EvaluateSpec
 from pose_study.stages.evaluate import run as evaluate
-from pose_study.train import objective
+from pose_study.train import loop, objective
 from pose_study.records import CURVE_COLUMNS
 from pose_study.train.checkpoint import load_checkpoint
+from pose_study.train.detection import DetectorTask
+from pose_study.train.lifting import PoseTask
+from pose_study.train.loop import LoopSpec, LRSchedule
 
 LOOP = {"batch_size": 16, "eval_every": 25, "log_every": 25, "checkpoint_every": 25, "eval_samples": 96}
 COMPUTE_KEYS = {"wall_seconds", "train_samples", "train_flops", "device_hours", "steps", "device",
@@ -183,3 +189,133 @@ def test_checkpoints_load_with_weights_only(pretrained):
     assert state["progress"]["step"] == 150
     weights = torch.load(pretrained["out"].model, weights_only=True)
     assert weights["preset"] == "hg1_tiny"
+
+
+# --- the LR schedule ------------------------------------------------------------------------------
+
+
+def rates(schedule: LRSchedule, steps: int) -> list[float]:
+    return [schedule.rate(i, steps) for i in range(steps)]
+
+
+def test_step_schedule_decays_after_each_fraction():
+    # ceil(0.5·8) = 4, ceil(0.7·8) = 6: the seed's "LR ×0.1 after epoch N" on step counts
+    assert rates(LRSchedule(1.0, (0.5, 0.7)), 8) == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_warmup_ramps_linearly_then_steps():
+    # 25 % of 8 steps = 2 warm-up steps at lr·1/2, lr·2/2; then the step schedule of the whole phase
+    assert rates(LRSchedule(1.0, (0.75,), warmup=0.25), 8) == pytest.approx([0.5, 1, 1, 1, 1, 1, 0.1, 0.1])
+
+
+def test_linear_decay_reaches_zero_at_the_end():
+    # MPT's schedule: 10 % warm-up, then linear decay to zero (lr_steps are ignored)
+    expected = [2e-4 * x for x in (0.5, 1, 1, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125)]
+    assert rates(LRSchedule(2e-4, (0.5,), warmup=0.2, shape="linear"), 10) == pytest.approx(expected)
+    assert LRSchedule(1.0, shape="linear").rate(3, 4) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("bad, message", [({"lr_schedule": "cosine"}, "lr_schedule must be one of"),
+                                          ({"warmup": 1.0}, "warmup must be a fraction"),
+                                          ({"heatmap_sigma": 0.0}, "heatmap_sigma must be > 0")])
+def test_bad_schedule_settings_are_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        LoopSpec(**bad)
+
+
+def test_the_loop_sets_the_scheduled_lr_every_step(tiny_world, tmp_path, monkeypatch):
+    seen = []
+    real = loop.set_lr
+    monkeypatch.setattr(loop, "set_lr", lambda optimizer, lr: (seen.append(lr), real(optimizer, lr)))
+    settings = {"batch_size": 16, "warmup": 0.2, "lr_schedule": "linear", "eval_every": 10, "log_every": 10,
+                "checkpoint_every": 10, "eval_samples": 32, "device": "cpu"}
+    spec = spec_from_dict(train_lifter.TrainLifterSpec, {"lifter": "mlp_tiny", "steps": 10, "lr": 1e-3,
+                                                         "loop": settings})
+    train_lifter.run(spec, tiny_world["lab_train"], tiny_world["lab_val"], outputs(tmp_path))
+    assert seen == pytest.approx(rates(spec.loop.schedule(spec.lr, spec.lr_steps), 10))
+
+
+# --- one loop, two kinds of task: SIGTERM, checkpoint, exact resume -------------------------------
+
+
+def run_detector(world: dict, out: _training.TrainOutputs) -> dict:
+    spec = pretrain_spec(12, checkpoint_every=1000, eval_every=4, log_every=4)
+    return pretrain_2d.run(spec, world["wild_train"], world["wild_val"], out)
+
+
+def run_lifter(world: dict, out: _training.TrainOutputs) -> dict:
+    settings = {"batch_size": 32, "eval_every": 4, "log_every": 4, "checkpoint_every": 1000, "eval_samples": 32,
+                "device": "cpu"}
+    spec = spec_from_dict(train_lifter.TrainLifterSpec, {"lifter": "mlp_tiny", "steps": 12, "lr": 2e-3,
+                                                         "loop": settings})
+    return train_lifter.run(spec, world["lab_train"], world["lab_val"], out)
+
+
+def weights(out: _training.TrainOutputs, kind: str) -> dict[str, torch.Tensor]:
+    if kind == "lifter":
+        return lifters.load_lifter(out.model).state_dict()
+    return torch.load(out.model, weights_only=True)["state_dict"]
+
+
+KINDS = {"detector": (DetectorTask, run_detector), "lifter": (PoseTask, run_lifter)}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_sigterm_saves_a_checkpoint_and_the_rerun_equals_the_uninterrupted_run(kind, tiny_world, tmp_path,
+                                                                               monkeypatch):
+    task, run = KINDS[kind]
+    whole = outputs(tmp_path / "whole")
+    expected = run(tiny_world, whole)
+    parts, real_draw, calls = outputs(tmp_path / "parts"), task.draw, {"n": 0}
+
+    def draw_then_sigterm(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_draw(*args, **kwargs)
+
+    monkeypatch.setattr(task, "draw", draw_then_sigterm)
+    with pytest.raises(loop.TrainingInterrupted, match="SIGTERM at step 5;.*rerun the same command to resume"):
+        run(tiny_world, parts)
+    assert load_checkpoint(parts.checkpoint_dir)["progress"]["step"] == 5 and not parts.model.exists()
+    monkeypatch.setattr(task, "draw", real_draw)
+    resumed = run(tiny_world, parts)
+
+    a, b = weights(whole, kind), weights(parts, kind)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-exact on the CPU
+    assert resumed["final"] == expected["final"]
+    assert [r["val_value"] for r in read_curve(parts.curve)] == [r["val_value"] for r in read_curve(whole.curve)]
+    assert resumed["compute"]["train_samples"] == expected["compute"]["train_samples"]
+
+
+# --- the NaN guard --------------------------------------------------------------------------------
+
+
+def test_nan_guard_names_the_first_bad_step_and_its_terms(tmp_path):
+    guard = loop.NanGuard(torch.device("cpu"), tmp_path)
+    good = {"pose": torch.tensor(1.0), "bone": torch.tensor(2.0), "total": torch.tensor(3.0)}
+    bad = {"pose": torch.tensor(float("nan")), "bone": torch.tensor(2.5), "total": torch.tensor(float("nan"))}
+    assert float(guard.update(good, 0)) == 3.0
+    guard.check()
+    assert float(guard.update(bad, 1)) == 0.0  # a non-finite loss is left out of the running mean
+    guard.update({**bad, "bone": torch.tensor(9.0)}, 2)  # later bad steps do not replace the first
+    where = re.escape(str(tmp_path))
+    with pytest.raises(FloatingPointError, match=rf"at step 2: pose=nan bone=2.5; the last good checkpoint in {where} "):
+        guard.check()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_nan_guard_update_does_not_wait_for_the_gpu(tmp_path):
+    cuda = torch.device("cuda")
+    guard = loop.NanGuard(cuda, tmp_path)
+    terms = {"pose": torch.ones((), device=cuda), "total": torch.full((), float("nan"), device=cuda)}
+    guard.update(terms, 0)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in range(1, 4):
+            guard.update(terms, step)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    with pytest.raises(FloatingPointError, match="at step 1: pose=1;"):
+        guard.check()

@@ -190,3 +190,42 @@ def test_study_yaml_is_plain_data():
     for job in plan.jobs():
         if job.spec is not None:
             assert yaml.safe_load(yaml.safe_dump(job.spec)) == job.spec
+
+
+def _loop(plan: Plan, key: RunKey, cls: type) -> object:
+    return spec_from_dict(cls, plan.spec(key), where=key.stage).loop
+
+
+LIFTER = RunKey(stage="train_lifter", lifter="mlp_tiny", init="scratch", dataset_3d="lab", seed=3)
+POSE = RunKey(stage="pretrain_pose", lifter="apt_tiny", dataset_3d="lab", seed=3)
+DETECTOR = RunKey(stage="pretrain_2d", model="hg1_tiny", dataset_2d="wild_mpii", seed=3)
+
+
+def test_pose_stages_keep_their_loop_defaults_under_a_partial_loop():
+    data = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    data["train_lifter"]["loop"] = {"eval_every": 7}
+    data.pop("pretrain_pose")
+    plan = Plan(cfg.validate_config(data))
+    lifter, pose = _loop(plan, LIFTER, TrainLifterSpec), _loop(plan, POSE, PretrainPoseSpec)
+    detector = _loop(plan, DETECTOR, Pretrain2DSpec)
+    assert (lifter.eval_every, lifter.batch_size, lifter.grad_clip, lifter.heatmap_sigma, lifter.seed) == \
+        (7, 256, 1.0, 0.75, 3)
+    assert (pose.batch_size, pose.grad_clip, pose.eval_every, pose.checkpoint_every) == (256, 1.0, 200, 500)
+    assert (detector.grad_clip, detector.heatmap_sigma, detector.lr_schedule, detector.warmup) == \
+        (None, 2.0, "step", 0.0)
+
+
+def test_schema_loop_defaults_equal_the_stage_specs_defaults():
+    from dataclasses import replace
+
+    from pose_study.stages._pose_training import pose_loop
+    from pose_study.train.loop import LoopSpec
+
+    data = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    for stage in ("pretrain_2d", "finetune_3d", "train_lifter", "pretrain_pose"):
+        data[stage].pop("loop")
+    plan = Plan(cfg.validate_config(data))
+    at = {"seed": 3, "device": plan.config["device"]}
+    assert _loop(plan, DETECTOR, Pretrain2DSpec) == replace(LoopSpec(), **at)
+    assert _loop(plan, LIFTER, TrainLifterSpec) == replace(pose_loop(), **at)
+    assert _loop(plan, POSE, PretrainPoseSpec) == replace(pose_loop(), **at)

@@ -11,7 +11,7 @@ from pose_study import lifters
 from pose_study._spec import load_spec_arg, spec_from_dict
 from pose_study.stages import _training, pretrain_pose, train_lifter
 
-LOOP = {"eval_every": 10, "eval_samples": 48, "log_every": 10, "checkpoint_every": 10, "device": "cpu"}
+LOOP = {"batch_size": 16, "eval_every": 10, "eval_samples": 48, "log_every": 10, "checkpoint_every": 10, "device": "cpu"}
 
 
 def outputs(root: Path) -> _training.TrainOutputs:
@@ -19,7 +19,7 @@ def outputs(root: Path) -> _training.TrainOutputs:
 
 
 def spec(lifter: str, steps: int = 20, **fields) -> pretrain_pose.PretrainPoseSpec:
-    data = {"lifter": lifter, "steps": steps, "batch_size": 16, "loop": LOOP, **fields}
+    data = {"lifter": lifter, "steps": steps, "loop": LOOP, **fields}
     return spec_from_dict(pretrain_pose.PretrainPoseSpec, data)
 
 
@@ -59,7 +59,7 @@ def test_mpt_pretrains_from_3d_poses(tiny_world, tmp_path, options):
 def test_train_lifter_from_pretrain_pose_carries_the_prior_compute(apt_pretrained, tiny_world, tmp_path):
     prior = apt_pretrained["metrics"]["compute_total"]
     ft = spec_from_dict(train_lifter.TrainLifterSpec, {"lifter": "apt_tiny", "init": "pretrain_pose", "steps": 10,
-                                                        "batch_size": 16, "loop": LOOP})
+                                                        "loop": LOOP})
     result = train_lifter.run(ft, tiny_world["lab_train"], tiny_world["lab_val"], outputs(tmp_path),
                               apt_pretrained["out"].model, apt_pretrained["out"].metrics)
     own = result["compute"]

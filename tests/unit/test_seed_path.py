@@ -15,7 +15,8 @@ from pose_study.data.formats import decode_jpeg, read_split
 from pose_study.data.synthetic.worlds import SynthesizeSpec
 from pose_study.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentSpec, normalise_images
 from pose_study.stages import synthesize
-from pose_study.train.loop import LoopSpec, Phase, TrainData, draw_batch, train, validate
+from pose_study.train.detection import DetectorTask, TrainData, draw_batch, validate
+from pose_study.train.loop import LoopSpec, LRSchedule, Phase, train
 from pose_study.train.objective import build_targets
 
 CPU = torch.device("cpu")
@@ -39,9 +40,8 @@ def both_paths(path: Path, seed: int) -> tuple:
     """The fast path's first batch and targets, and the seed-style samples for the same draws."""
     tensors = SplitTensors.load(path, CPU)
     spec = LoopSpec(batch_size=BATCH, seed=seed)
-    fast = draw_batch(TrainData(val=tensors, train_2d=tensors), spec, Phase("p", 1, 1e-3),
-                      torch.Generator().manual_seed(seed))
-    targets = build_targets(fast, (tensors.crop_size // 4,) * 2, spec.sigma)
+    fast = draw_batch(TrainData(val=tensors, train_2d=tensors), spec, 0.0, torch.Generator().manual_seed(seed))
+    targets = build_targets(fast, (tensors.crop_size // 4,) * 2, spec.heatmap_sigma)
     dataset = seed_path.SeedStyleDataset(path)
     planned = seed_path.PlannedBatches(len(dataset), BATCH, 1, spec.augment, seed, dataset.has_3d)
     keys = next(iter(planned))
@@ -111,8 +111,8 @@ def train_both(world: dict, steps: int, tmp_path: Path) -> tuple[float, float, f
     torch.manual_seed(spec.seed)
     fast = models.build_model("hg1_tiny").to(memory_format=torch.channels_last)
     initial = validate(fast, val, 96, BATCH)[1]
-    train(fast, [Phase("fast", steps, 2e-3)], TrainData(val=val, train_2d=train_split), spec, tmp_path / "ckpt",
-          flops_per_image=1)
+    task = DetectorTask(TrainData(val=val, train_2d=train_split), spec)
+    train(fast, [Phase("fast", steps, task, LRSchedule(2e-3))], spec, tmp_path / "ckpt", flops_per_sample=1)
     torch.manual_seed(spec.seed)
     seed_model = models.build_model("hg1_tiny")
     optimizer = torch.optim.Adam(seed_model.parameters(), lr=2e-3)

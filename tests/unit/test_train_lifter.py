@@ -1,11 +1,9 @@
-"""train_lifter and the pose-only loop on the tiny synthetic lab world (CPU)."""
+"""train_lifter and the pose task of the training loop on the tiny synthetic lab world (CPU)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -20,9 +18,9 @@ from pose_study.lifters.inputs import project, relative_3d
 from pose_study.stages import _pose_training, _training, train_lifter
 from pose_study.train import lifting
 from pose_study.records import CURVE_COLUMNS
-from pose_study.train.loop import TrainingInterrupted
+from pose_study.train.loop import LoopSpec, LRSchedule, Phase, train
 
-LOOP = {"eval_every": 50, "eval_samples": 96, "log_every": 50, "checkpoint_every": 50, "device": "cpu"}
+LOOP = {"batch_size": 64, "eval_every": 50, "eval_samples": 96, "log_every": 50, "checkpoint_every": 50, "device": "cpu"}
 METRIC_KEYS = {"stage", "model", "input_size", "source", "params", "forward_flops_per_image", "final", "compute",
                "compute_total", "lifter", "init", "dataset_3d"}
 COMPUTE_KEYS = {"wall_seconds", "train_samples", "train_flops", "device_hours", "steps", "device",
@@ -34,7 +32,7 @@ def outputs(root: Path) -> _training.TrainOutputs:
 
 
 def spec(steps: int = 150, **fields) -> train_lifter.TrainLifterSpec:
-    data = {"lifter": "mlp_tiny", "steps": steps, "lr": 2e-3, "batch_size": 64, "loop": LOOP, **fields}
+    data = {"lifter": "mlp_tiny", "steps": steps, "lr": 2e-3, "loop": LOOP, **fields}
     return spec_from_dict(train_lifter.TrainLifterSpec, data)
 
 
@@ -93,34 +91,6 @@ def test_bad_spec_names_the_field(bad):
         spec(**bad)
 
 
-def test_sigterm_then_rerun_reproduces_the_uninterrupted_weights(tiny_world, tmp_path, monkeypatch):
-    steps, stop_at = 30, 12
-    loop = {**LOOP, "checkpoint_every": 1000, "eval_every": 10}
-    whole = outputs(tmp_path / "whole")
-    train_lifter.run(spec(steps, loop=loop), tiny_world["lab_train"], tiny_world["lab_val"], whole)
-
-    parts = outputs(tmp_path / "parts")
-    real_step, calls = lifting._step, {"n": 0}
-
-    def step_then_sigterm(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == stop_at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(lifting, "_step", step_then_sigterm)
-    with pytest.raises(TrainingInterrupted, match="step 12"):
-        train_lifter.run(spec(steps, loop=loop), tiny_world["lab_train"], tiny_world["lab_val"], parts)
-    monkeypatch.setattr(lifting, "_step", real_step)
-    train_lifter.run(spec(steps, loop=loop), tiny_world["lab_train"], tiny_world["lab_val"], parts)
-
-    a, b = lifters.load_lifter(whole.model).state_dict(), lifters.load_lifter(parts.model).state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    curves = [json.loads(o.metrics.read_text())["final"]["value"] for o in (whole, parts)]
-    assert curves[0] == curves[1]
-    assert json.loads(parts.metrics.read_text())["compute"]["train_samples"] == steps * 64
-
-
 def test_pretrain_pose_init_with_another_preset_names_the_file(tiny_world, trained, tmp_path):
     bad = spec(lifter="graph_tiny", init="pretrain_pose")
     with pytest.raises(ValueError, match=str(trained["out"].model)):
@@ -135,9 +105,11 @@ def test_non_finite_loss_names_step_and_terms(tiny_world, tmp_path):
         total = model(*lifting.lifter_inputs(model, batch)).sum() * float("nan")
         return {"total": total, "pose": total}
 
-    run = lifting.PoseTraining(model, loss, _pose_training.sampler(data, 1), lambda m: ("mpjpe_mm", 0.0), 1)
-    with pytest.raises(FloatingPointError, match=r"step 1: total=nan pose=nan"):
-        lifting.train_poses(run, lifting.Schedule("t", 5, 1e-3, batch_size=4), lifting.PoseLoopSpec(), tmp_path)
+    loop = LoopSpec(batch_size=4, device="cpu")
+    task = lifting.PoseTask(loss, _pose_training.sampler(data, 1), data, loop)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 1: pose=nan;"):
+        train(model, [Phase("t", 5, task, LRSchedule(1e-3))], loop, tmp_path, flops_per_sample=1)
+    assert not (tmp_path / "last.pt").exists()
 
 
 def test_flip_keeps_2d_the_projection_of_3d(tiny_world):

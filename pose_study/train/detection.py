@@ -1,0 +1,137 @@
+"""The detector's training task (``pretrain_2d``, ``finetune_3d``) for the one loop (``train.loop``).
+
+A batch mixes the 3D and 2D training sets in a fixed proportion and is augmented on the device;
+the forward runs under autocast (bf16 on CUDA), the loss (an ``Objective``) in fp32. Validation
+scores 3D splits by MPJPE (the network's own depth, or a lifter fed with its heatmaps) and 2D
+splits by the mean 2D error in crop pixels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pose_study import metrics
+from pose_study.data.batches import SplitTensors, concat_batches, random_indices, sequential_batches
+from pose_study.data.transforms import Batch, apply_affines, sample_affines
+from pose_study.predict import predict
+from pose_study.train.loop import LoopSpec
+from pose_study.train.objective import DepthObjective, Objective, lift_heatmaps
+
+
+@dataclass
+class TrainData:
+    """The splits a run reads. ``val`` decides the validation metric (MPJPE if it has 3D)."""
+
+    val: SplitTensors
+    train_2d: SplitTensors | None = None
+    train_3d: SplitTensors | None = None
+
+
+@dataclass
+class DetectorTask:
+    """Training a detector on image batches (the loop's ``Task``).
+
+    Attributes:
+        data: Training and validation splits.
+        spec: Loop settings (batch size, augmentation, AMP, channels_last, heatmap σ, validation size).
+        objective: What is optimised; ``DepthObjective()`` by default.
+        fraction_3d: Share of each batch drawn from the 3D training set (0 = 2D only, 1 = 3D only).
+    """
+
+    data: TrainData
+    spec: LoopSpec
+    objective: Objective = field(default_factory=DepthObjective)
+    fraction_3d: float = 0.0
+
+    @property
+    def batch_size(self) -> int:
+        return self.spec.batch_size
+
+    @property
+    def unused_parameters(self) -> bool:
+        return not self.objective.uses_depth
+
+    def draw(self, generator: torch.Generator) -> Batch:
+        return draw_batch(self.data, self.spec, self.fraction_3d, generator)
+
+    def loss(self, net: torch.nn.Module, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images = batch.images.contiguous(memory_format=torch.channels_last) if self.spec.channels_last else batch.images
+        with _autocast(batch.images.device, self.spec.amp):
+            outputs = net(images)
+        return self.objective(outputs, batch, self.spec.heatmap_sigma, generator)
+
+    def validate(self, model: torch.nn.Module) -> tuple[str, float]:
+        return validate(model, self.data.val, self.spec.eval_samples, self.spec.batch_size,
+                        self.objective.val_lifter, self.objective.beta)
+
+    def state_dict(self) -> dict:
+        return self.objective.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.objective.load_state_dict(state)
+
+
+def draw_batch(data: TrainData, spec: LoopSpec, fraction_3d: float, generator: torch.Generator) -> Batch:
+    """An augmented batch whose first part comes from the 3D set and the rest from the 2D set.
+
+    Draws the indices, then the augmentations, from ``generator`` (in that order). The 3D flags
+    and the affine maps are built on the host and sent non-blocking, so nothing here waits for
+    the device.
+    """
+    b = spec.batch_size
+    n3 = int(round(b * fraction_3d))
+    parts, flags = [], []
+    for source, count in ((data.train_3d, n3), (data.train_2d, b - n3)):
+        if count == 0:
+            continue
+        if source is None:
+            raise ValueError(f"a batch with {fraction_3d:.0%} 3D samples needs "
+                             f"{'3D' if source is data.train_3d else '2D'} training data, but none was given")
+        parts.append(source.gather(random_indices(len(source), count, generator)))
+        flags.append(torch.full((count,), source.has_3d))
+    batch = concat_batches(parts)
+    affines = sample_affines(b, torch.cat(flags), spec.augment, generator)
+    return apply_affines(batch, affines.to(batch.images.device, non_blocking=True))
+
+
+def validate(model: torch.nn.Module, val: SplitTensors, max_samples: int, batch_size: int,
+             lifter: torch.nn.Module | None = None, beta: float = 100.0) -> tuple[str, float]:
+    """Validation metric on an evenly spaced subset of ``val``: (name, value), lower is better.
+
+    3D splits: MPJPE in mm (root-relative; from the depth maps with the GT root depth, or, given
+    a ``lifter``, from the lifter fed with the detector's last heatmaps — ``lift_heatmaps``).
+    2D splits: mean 2D error in crop pixels.
+    """
+    model.eval()
+    index = torch.from_numpy(np.unique(np.linspace(0, len(val) - 1, min(max_samples, len(val))).astype(np.int64)))
+    preds, gts, valids = [], [], []
+    for chunk in sequential_batches(len(index), batch_size):
+        batch = val.gather(index[chunk])
+        if val.has_3d:
+            joints_3d = predict(model, batch).joints_3d if lifter is None else _lifted_mm(model, lifter, batch, beta)
+            preds.append(joints_3d.cpu().numpy()), gts.append(batch.joints_3d.cpu().numpy())
+            valids.append(batch.valid_3d.cpu().numpy())
+        else:
+            preds.append(predict(model, batch).joints_2d.cpu().numpy()), gts.append(batch.joints_2d.cpu().numpy())
+            valids.append(batch.valid_2d.cpu().numpy())
+    pred, gt, valid = (np.concatenate(x) for x in (preds, gts, valids))
+    if val.has_3d:
+        return "mpjpe_mm", float(metrics.mpjpe(pred, gt, valid).value)
+    err = np.linalg.norm(pred - gt, axis=-1)
+    return "error_2d_px", float(err[valid].mean()) if valid.any() else float("nan")
+
+
+@torch.no_grad()
+def _lifted_mm(model: torch.nn.Module, lifter: torch.nn.Module, batch: Batch, beta: float) -> torch.Tensor:
+    """[B, K, 3] root-relative mm: ``lifter`` on the detector's last heatmaps (eval mode is the caller's)."""
+    return lift_heatmaps(lifter, model(batch.images)["heatmaps"].float(), beta).float() * 1000.0
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
