@@ -453,9 +453,12 @@ class Plan:
 
     def _finetune_3d_spec(self, key: RunKey) -> dict:
         s, over = self.config["finetune_3d"], self._settings(key.model)
-        return {**_without_loop(s), "model": key.model, "arm": key.arm,
-                "fusion_steps": over.get("fusion_steps", s["fusion_steps"]),
-                "geometric_steps": over.get("geometric_steps", s["geometric_steps"]),
+        fusion, geometric = (over.get(k, s[k]) for k in ("fusion_steps", "geometric_steps"))
+        # every arm runs the seed's fusion + geometric steps; only depth arms have the geometric phase
+        depth = ARMS[key.arm].objective == "depth"
+        spec = {k: v for k, v in _without_loop(s).items() if k not in ("fusion_steps", "geometric_steps")}
+        return {**spec, "model": key.model, "arm": key.arm, "steps": fusion + geometric,
+                "geometric_steps": geometric if depth else 0,
                 "pretrained_backbone": over.get("pretrained_backbone"), "loop": self.loop("finetune_3d", key),
                 "guidance": dict(self.config["guidance"])}
 

@@ -3,9 +3,10 @@
 Arms whose objective is ``depth`` (``scratch``, ``pretrained_2d``) run the seed system's phases
 (reference/seed_system.md §4.2): *fusion* — every batch mixes 3D and 2D samples (``ratio_3d`` 3D
 samples per 2D sample), heatmap + ``weight_3d``·depth loss; then *geometric* — the same plus
-``weight_var``·bone-length-ratio loss on the 2D samples, at a lower LR. The other arms run ONE
-phase of ``fusion_steps + geometric_steps`` steps (equal steps, same batch mixture) named after
-their objective (``pose_study.train.objective``):
+``weight_var``·bone-length-ratio loss on the 2D samples, at a lower LR, for the last
+``geometric_steps`` of the run's ``steps``. The other arms run ONE phase of ``steps`` steps (the plan
+gives every arm the same total, on the same batch mixture) named after their objective
+(``pose_study.train.objective``):
 
 * ``heatmap`` (``ft_2d``, ``apt_pose``): heatmap loss only; validated through one frozen lifter
   (``--guide-lifter``, exactly one).
@@ -54,9 +55,10 @@ class Finetune3DSpec:
     Attributes:
         model: Preset id.
         arm: A key of ``arms.ARMS``: how the detector starts and what it optimises.
-        fusion_steps: Steps of the fusion phase (seed stage 2).
-        geometric_steps: Steps with the bone-ratio loss added (seed stage 3); 0 skips it. Lifter
-            arms run ``fusion_steps + geometric_steps`` steps in one phase.
+        steps: Optimiser steps of the whole run.
+        geometric_steps: The last steps, with the bone-ratio loss added (seed stage 3), of a ``depth``
+            arm; the steps before them are the fusion phase (seed stage 2). 0 skips the phase, and
+            must be 0 for the other arms, whose one phase has ``steps`` steps of their own loss.
         lr: Fusion LR (seed 1e-3); ``lr_steps`` as fractions of the phase (seed 45/60).
         geometric_lr: LR of the geometric phase (seed 1e-4).
         ratio_3d: 3D samples per 2D sample in every batch (seed 1 = half and half).
@@ -68,7 +70,7 @@ class Finetune3DSpec:
 
     model: str
     arm: str
-    fusion_steps: int
+    steps: int
     geometric_steps: int = 0
     lr: float = 1e-3
     lr_steps: tuple[float, ...] = (0.75,)
@@ -85,6 +87,11 @@ class Finetune3DSpec:
             raise ValueError(f"unknown model preset {self.model!r}; choices: {sorted(MODELS)}")
         if self.arm not in ARMS:
             raise ValueError(f"arm must be one of {sorted(ARMS)}, got {self.arm!r}")
+        if not 0 <= self.geometric_steps < self.steps:
+            raise ValueError(f"geometric_steps must be ≥ 0 and below steps ({self.steps}), got {self.geometric_steps}")
+        if self.geometric_steps and self.arm_spec.objective != "depth":
+            raise ValueError(f"arm {self.arm!r} has no geometric phase (its objective is "
+                             f"{self.arm_spec.objective!r}); set geometric_steps to 0 and steps to the run's length")
         if self.ratio_3d <= 0:
             raise ValueError(f"ratio_3d must be > 0 (3D samples per 2D sample), got {self.ratio_3d}")
 
@@ -98,9 +105,9 @@ class Finetune3DSpec:
         if self.arm_spec.objective != "depth":
             if objective is None:
                 raise ValueError(f"arm {self.arm!r} needs its {self.arm_spec.objective!r} objective")
-            return [Phase(objective.name, self.fusion_steps + self.geometric_steps,
+            return [Phase(objective.name, self.steps,
                           DetectorTask(data, loop, objective, fraction_3d), loop.schedule(self.lr, self.lr_steps))]
-        phases = [Phase("fusion", self.fusion_steps,
+        phases = [Phase("fusion", self.steps - self.geometric_steps,
                         DetectorTask(data, loop, DepthObjective(LossWeights(weight_3d=self.weight_3d)), fraction_3d),
                         loop.schedule(self.lr, self.lr_steps))]
         if self.geometric_steps:

@@ -28,7 +28,8 @@ PRIOR_FLOPS = {"pre": 1e9, "mlp_tiny": 2e8, "graph_tiny": 3e8, "mpt_tiny": 4e8}
 
 def spec(arm: str, steps: tuple[int, int] = (4, 2), **loop_settings) -> finetune_3d.Finetune3DSpec:
     return spec_from_dict(finetune_3d.Finetune3DSpec, {
-        "model": "hg1_tiny", "arm": arm, "fusion_steps": steps[0], "geometric_steps": steps[1], "lr": 1e-3,
+        "model": "hg1_tiny", "arm": arm, "steps": steps[0] + steps[1],
+        "geometric_steps": steps[1] if getattr(ARMS.get(arm), "objective", "depth") == "depth" else 0, "lr": 1e-3,
         "loop": {**LOOP, **loop_settings}})
 
 

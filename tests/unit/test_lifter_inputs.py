@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from pose_study.data.poses import sequence_windows
 from pose_study.lifters import build_lifter
 from pose_study.lifters.inputs import (
     fit_weak_perspective,
@@ -18,7 +19,6 @@ from pose_study.lifters.inputs import (
     project,
     relative_3d,
     reproject,
-    sequence_windows,
 )
 from pose_study.skeletons import CANONICAL, ROOT
 

@@ -58,7 +58,7 @@ def finetuned(tiny_world, pretrained, tmp_path_factory) -> dict:
     runs = {}
     for arm in ("pretrained_2d", "scratch"):
         spec = spec_from_dict(finetune_3d.Finetune3DSpec, {
-            "model": "hg1_tiny", "arm": arm, "fusion_steps": 150, "geometric_steps": 25, "lr": 2e-3,
+            "model": "hg1_tiny", "arm": arm, "steps": 175, "geometric_steps": 25, "lr": 2e-3,
             "loop": LOOP})
         out = outputs(tmp_path_factory.mktemp(arm))
         init = (pretrained["out"].model, [pretrained["out"].metrics]) if arm == "pretrained_2d" else (None, [])

@@ -229,3 +229,15 @@ def test_schema_loop_defaults_equal_the_stage_specs_defaults():
     assert _loop(plan, DETECTOR, Pretrain2DSpec) == replace(LoopSpec(), **at)
     assert _loop(plan, LIFTER, TrainLifterSpec) == replace(pose_loop(), **at)
     assert _loop(plan, POSE, PretrainPoseSpec) == replace(pose_loop(), **at)
+
+
+def test_every_arm_runs_the_seed_steps_and_only_depth_arms_have_a_geometric_phase():
+    plan = Plan(shipped("smoke"))
+    s = plan.config["finetune_3d"]
+    for arm in ARMS:
+        spec = plan.spec(RunKey(stage="finetune_3d", arm=arm, model="hg1_tiny", dataset_2d="wild_mpii",
+                                dataset_3d="lab"))
+        assert spec["steps"] == s["fusion_steps"] + s["geometric_steps"]
+        assert spec["geometric_steps"] == (s["geometric_steps"] if ARMS[arm].objective == "depth" else 0)
+    with pytest.raises(ValueError, match="has no geometric phase"):
+        spec_from_dict(Finetune3DSpec, {"model": "hg1_tiny", "arm": "ft_2d", "steps": 6, "geometric_steps": 2})
