@@ -93,7 +93,8 @@ def test_cmu_conversion_is_pose_only_canonical_mm(tmp_path):
 
 def test_cmu_wrong_unit_is_reported(tmp_path):
     files = write_cmu_mocap(tmp_path / "cmu", frames=2)
-    text = files["01_01"].read_text().replace("OFFSET 0.00000 -7.60000 0.00000", "OFFSET 0.00000 -76.0 0.00000")
+    text = files["01_01"].read_text().replace("OFFSET -2.37000 -6.51000 0.00000", "OFFSET -23.7 -65.1 0.0")
+    assert "OFFSET -23.7 -65.1 0.0" in text  # the right thigh, 10 x too long (a file in another unit)
     files["01_01"].write_text(text)
     with pytest.raises(ValueError, match=r"01_01\.bvh: thigh length \d+ mm is outside"):
         run(ConvertSpec(dataset="cmu_mocap", root=str(tmp_path / "cmu"), split="train"), tmp_path / "x.h5")

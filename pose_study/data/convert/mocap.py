@@ -7,7 +7,9 @@ Two sources, each a ``convert(root, split, out, spec)`` like the image converter
   cgspeed.com) keeps CMU's skeleton with the joint names ``Hips``, ``LHipJoint``, ``LeftUpLeg``,
   ``LeftLeg``, ``LeftFoot``, ``LeftToeBase`` (and ``Right…``), ``LowerBack``, ``Spine``,
   ``Spine1``, ``Neck``, ``Neck1``, ``Head`` (End Site = crown), ``LeftShoulder``, ``LeftArm``,
-  ``LeftForeArm``, ``LeftHand``, … at 120 frames/s, y up. Its lengths are CMU's ASF units, which
+  ``LeftForeArm``, ``LeftHand``, … (``LHipJoint`` at the root, ``LeftUpLeg`` at the hip joint),
+  channels ``Zrotation Yrotation Xrotation`` (the root's after its three positions), 120 frames/s,
+  y up. Its lengths are CMU's ASF units, which
   the ASF header declares as ``length 0.45`` (1 unit = 1/0.45 inch), so 1 unit = 25.4 / 0.45 mm
   (``CMU_MM_PER_UNIT``). Files are ``<subject>_<trial>.bvh`` anywhere under the root; subject =
   the number before ``_``. The joint map is ``CMU_BVH_NAMES`` → ``skeletons.CMU_BVH17`` (nose masked).
