@@ -4,7 +4,7 @@ Inputs: none (no downloads); everything follows from a ``SynthesizeSpec`` (world
 of samples, crop size, seed, joint set, dataset name), given as ``--spec`` JSON or as options.
 
 Outputs:
-  * ``OUT.h5``: canonical format version 1 (``pose_study.data.formats``), ``source =
+  * ``OUT.h5``: canonical format (``pose_study.data.formats``, ``FORMAT_VERSION``), ``source =
     "synthetic"``, labels in the 17 canonical joints with validity masks. ``wild`` writes 2D
     labels only (plus ``head_box`` for ``mpii16``); ``lab``/``occluded``/``outdoor`` also write
     ``joints_3d`` (camera frame, mm) and crop ``intrinsics``. ``mocap`` (a pose pool) writes a
