@@ -371,7 +371,8 @@ def table(score: Score, columns: dict[str, tuple[int, ...] | Pooled]) -> dict[st
     """
     out = {}
     for name, joints in columns.items():
-        out[name] = _pooled(score, joints.joints) if isinstance(joints, Pooled) else _joint_mean(score, joints)
+        pooled = isinstance(joints, Pooled)
+        out[name] = _pooled(score, joints.joints) if pooled else _joint_mean(score, joints)
     out["Total"] = score.value
     return out
 

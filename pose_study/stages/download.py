@@ -218,8 +218,9 @@ def verify(path: Path, artefact: Artefact) -> str:
     if artefact.sha256 is None and artefact.sha256_prefix is not None:
         if not actual.startswith(artefact.sha256_prefix):
             path.unlink()
-            raise ValueError(f"{path}: sha256 {actual} of {artefact.file} does not start with the published "
-                             f"prefix {artefact.sha256_prefix}; the file was removed, rerun to download it again")
+            raise ValueError(f"{path}: sha256 {actual} of {artefact.file} does not start with the "
+                             f"published prefix {artefact.sha256_prefix}; the file was removed, rerun to "
+                             "download it again")
         log.warning("%s: only the published sha256 prefix %s was checked; computed sha256 %s (size %d) - pin "
                     "it in catalog.yaml once the file is known to be good", artefact.file,
                     artefact.sha256_prefix, actual, size)

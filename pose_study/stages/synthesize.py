@@ -103,10 +103,10 @@ def _assemble_poses(spec: SynthesizeSpec) -> PoseSplit:
               for start in range(0, spec.num_samples, spec.chunk_size)]
     n = spec.num_samples
     log.info("generated %d poses", n)
-    return PoseSplit(info=_info(spec), images=None, joints_2d=None, joints_2d_valid=None, center=None, scale=None,
-                     joints_3d=_cat(chunks, "joints_3d"), joints_3d_valid=np.ones((n, 17), bool),
-                     subject=_cat(chunks, "subject"), action=_cat(chunks, "action"), clip=_cat(chunks, "clip"),
-                     frame=_cat(chunks, "frame"))
+    return PoseSplit(info=_info(spec), images=None, joints_2d=None, joints_2d_valid=None, center=None,
+                     scale=None, joints_3d=_cat(chunks, "joints_3d"), joints_3d_valid=np.ones((n, 17), bool),
+                     subject=_cat(chunks, "subject"), action=_cat(chunks, "action"),
+                     clip=_cat(chunks, "clip"), frame=_cat(chunks, "frame"))
 
 
 def _assemble(spec: SynthesizeSpec, chunks: list[Chunk]) -> PoseSplit:
@@ -127,7 +127,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(--world also re-derives the default joint set and dataset name)")
     parser.add_argument("--world", choices=WORLDS, help="which synthetic world to render (required without "
                         "--spec): wild = 2D-only MPII/LSP/FLIC-like, lab = H36M-like, occluded = "
-                        "Occlusion-Person-like, outdoor = MPI-INF-3DHP-like, mocap = a pose-only pool (no images)")
+                        "Occlusion-Person-like, outdoor = MPI-INF-3DHP-like, mocap = a pose-only pool "
+                        "(no images)")
     parser.add_argument("--split", choices=SPLITS, help="split to render (required without --spec); 3D "
                         "worlds use disjoint subjects per split")
     parser.add_argument("--num-samples", type=int, help="number of images (required without --spec)")

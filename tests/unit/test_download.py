@@ -259,7 +259,8 @@ def test_weight_entries_name_torchvision_files_with_their_hash_prefix():
 def _weights_entry(url: str, file: str, prefix: str) -> dict[str, DatasetEntry]:
     real = load_catalog()["imagenet_resnet18"]
     artefact = Artefact(file=file, url=url, sha256=None, size=None, sha256_prefix=prefix)
-    return {"imagenet_resnet18": DatasetEntry(**{**real.__dict__, "artefacts": (artefact,), "layout": (file,)})}
+    fields = {**real.__dict__, "artefacts": (artefact,), "layout": (file,)}
+    return {"imagenet_resnet18": DatasetEntry(**fields)}
 
 
 def test_weights_download_checks_the_prefix_and_load_strictly(tmp_path, server, caplog):
@@ -272,7 +273,8 @@ def test_weights_download_checks_the_prefix_and_load_strictly(tmp_path, server, 
     root = tmp_path / "imagenet_resnet18"
     result = run(DownloadSpec(dataset="imagenet_resnet18", root=str(root), retry_wait_s=0.0, timeout_s=5.0),
                  tmp_path / "m.json", catalog=_weights_entry(f"{server.url}/{file}", file, digest[:8]))
-    assert result["artefacts"][0]["verified"] == "sha256 prefix" and result["artefacts"][0]["sha256"] == digest
+    record = result["artefacts"][0]
+    assert record["verified"] == "sha256 prefix" and record["sha256"] == digest
     assert "only the published sha256 prefix" in caplog.text
     model = build_model("resnet_tiny", pretrained=root / file)
     state = torchvision_resnet_tiny_state()
@@ -285,7 +287,8 @@ def test_weights_with_a_wrong_prefix_are_removed(tmp_path, server):
     file = "resnet_tiny-00000000.pth"
     server.files[f"/{file}"] = (tmp_path / "src.pth").read_bytes()
     root = tmp_path / "w"
-    with pytest.raises(ValueError, match=r"resnet_tiny-00000000\.pth does not start with the published prefix 00000000"):
+    with pytest.raises(ValueError, match=r"resnet_tiny-00000000\.pth does not start with the published "
+                                         r"prefix 00000000"):
         run(DownloadSpec(dataset="imagenet_resnet18", root=str(root), retry_wait_s=0.0, timeout_s=5.0),
             tmp_path / "m.json", catalog=_weights_entry(f"{server.url}/{file}", file, "00000000"))
     assert not (root / ".download" / file).exists() and not (root / file).exists()

@@ -62,7 +62,8 @@ def test_bvh_forward_kinematics_by_hand():
 
 
 def test_bvh_errors_name_the_line(tmp_path):
-    bad = THREE_JOINTS.replace("CHANNELS 3 Xrotation Yrotation Zrotation", "CHANNELS 3 Xrotation Yrotation Wrotation")
+    bad = THREE_JOINTS.replace("CHANNELS 3 Xrotation Yrotation Zrotation",
+                               "CHANNELS 3 Xrotation Yrotation Wrotation")
     with pytest.raises(BvhError, match=r"<bvh>:13: unknown channel\(s\) \['Wrotation'\]"):
         parse_bvh(bad)
     short = THREE_JOINTS.replace("0 0 0 0 0 0   90 90 0 0 0 0", "0 0 0")
@@ -114,10 +115,10 @@ def test_amass_joints_map_the_smpl_body(tmp_path):
 
 def _pose_only(n: int = 4) -> PoseSplit:
     joints = np.random.default_rng(0).normal(0, 300, (n, 17, 3)).astype(np.float32)
-    return PoseSplit(info=SplitInfo("pool", "train", "h36m17", "synthetic", "test 1"), images=None, joints_2d=None,
-                     joints_2d_valid=None, center=None, scale=None, joints_3d=joints,
-                     joints_3d_valid=np.ones((n, 17), bool), clip=np.array(["a", "a", "b", "b"], dtype=object),
-                     frame=np.array([0, 1, 0, 1]))
+    return PoseSplit(info=SplitInfo("pool", "train", "h36m17", "synthetic", "test 1"), images=None,
+                     joints_2d=None, joints_2d_valid=None, center=None, scale=None, joints_3d=joints,
+                     joints_3d_valid=np.ones((n, 17), bool),
+                     clip=np.array(["a", "a", "b", "b"], dtype=object), frame=np.array([0, 1, 0, 1]))
 
 
 def test_pose_only_split_round_trip_and_pose_data(tmp_path):

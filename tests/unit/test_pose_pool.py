@@ -23,12 +23,14 @@ def _bone_lengths(joints: np.ndarray) -> np.ndarray:
 def _pool(n: int, seed: int = 0, split: str = "train", chunk: int = 512):
     spec = SynthesizeSpec(world="mocap", split=split, num_samples=n, seed=seed)
     parts = [synthesize_poses(spec, a, min(a + chunk, n)) for a in range(0, n, chunk)]
-    return {k: np.concatenate([getattr(p, k) for p in parts]) for k in ("joints_3d", "subject", "action", "frame")}
+    keys = ("joints_3d", "subject", "action", "frame")
+    return {k: np.concatenate([getattr(p, k) for p in parts]) for k in keys}
 
 
 def test_pool_subjects_are_no_other_worlds_subjects():
     pool = set(WORLD_DEFS["mocap"].subjects["train"]) | set(WORLD_DEFS["mocap"].subjects["val"])
-    others = {s for name, w in WORLD_DEFS.items() if name != "mocap" for split in w.subjects.values() for s in split}
+    others = {s for name, w in WORLD_DEFS.items() if name != "mocap"
+              for split in w.subjects.values() for s in split}
     assert len(pool) == 44 and not pool & others
     assert not set(WORLD_DEFS["mocap"].subjects["train"]) & set(WORLD_DEFS["mocap"].subjects["val"])
 
@@ -62,7 +64,8 @@ def test_pool_activity_mix_differs_from_the_lab():
 
 
 def test_pool_is_written_pose_only_with_gravity_along_y(tmp_path):
-    run(SynthesizeSpec(world="mocap", split="val", num_samples=40, seed=0, clip_length=4), tmp_path / "pool.h5")
+    spec = SynthesizeSpec(world="mocap", split="val", num_samples=40, seed=0, clip_length=4)
+    run(spec, tmp_path / "pool.h5")
     split = read_split(tmp_path / "pool.h5", images=False)
     assert split.pose_only and len(split) == 40 and split.info.dataset == "synth_mocap"
     assert set(split.subject) <= set(WORLD_DEFS["mocap"].subjects["val"])

@@ -217,6 +217,7 @@ def forward_kinematics(bvh: Bvh) -> np.ndarray:
         if parent < 0:
             positions[:, j], rotations[:, j] = translation, local
         else:
-            positions[:, j] = positions[:, parent] + np.einsum("fij,fj->fi", rotations[:, parent], translation)
+            step = np.einsum("fij,fj->fi", rotations[:, parent], translation)
+            positions[:, j] = positions[:, parent] + step
             rotations[:, j] = rotations[:, parent] @ local
     return positions

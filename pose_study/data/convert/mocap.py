@@ -66,7 +66,8 @@ def convert_amass(root: Path, split: str, out: Path, spec: Any) -> ConvertReport
     check_split("amass", split, SPLITS)
     files = sorted(Path(root).rglob("*.npz"))
     if not files:
-        raise FileNotFoundError(f"{root}: no .npz files of SMPL-H joint positions (see the catalog entry amass)")
+        raise FileNotFoundError(f"{root}: no .npz files of SMPL-H joint positions "
+                                "(see the catalog entry amass)")
     clips = [_amass_clip(path, spec.every_nth) for path in files]
     return _write(clips, "amass", split, SMPL22, "amass", out)
 
@@ -90,8 +91,9 @@ def _amass_clip(path: Path, every_nth: int) -> dict[str, Any]:
         raise ValueError(f"{path}: field {key!r} has shape {joints.shape}, expected [F, >=22, 3] "
                          "(SMPL-H joints, body first)")
     native = joints[::every_nth, :SMPL22.num_joints] * AMASS_MM_PER_UNIT
-    return _clip(path, native @ Z_UP_TO_Y_DOWN.T, f"amass_{path.parent.name}", f"{path.parent.name}_{path.stem}",
-                 every_nth, SMPL22)
+    subject = path.parent.name
+    return _clip(path, native @ Z_UP_TO_Y_DOWN.T, f"amass_{subject}", f"{subject}_{path.stem}", every_nth,
+                 SMPL22)
 
 
 def _clip(path: Path, native: np.ndarray, subject: str, clip: str, every_nth: int,
@@ -110,16 +112,17 @@ def _check_thigh(path: Path, native: np.ndarray, skeleton: Skeleton) -> None:
         raise ValueError(f"{path}: the sequence has no frames")
     thigh = float(np.median(np.linalg.norm(native[:, hip] - native[:, knee], axis=-1)))
     if not THIGH_MM[0] <= thigh <= THIGH_MM[1]:
-        raise ValueError(f"{path}: thigh length {thigh:.0f} mm is outside {THIGH_MM} after scaling; the file's "
-                         f"unit is not the one assumed for {skeleton.name} (see pose_study.data.convert.mocap)")
+        raise ValueError(f"{path}: thigh length {thigh:.0f} mm is outside {THIGH_MM} after scaling; the "
+                         f"file's unit is not the one assumed for {skeleton.name} "
+                         "(see pose_study.data.convert.mocap)")
 
 
 def _write(clips: list[dict[str, Any]], dataset: str, split: str, skeleton: Skeleton, module: str,
            out: Path) -> ConvertReport:
     columns = {key: np.concatenate([c[key] for c in clips]) for key in clips[0]}
     n = len(columns["joints_3d"])
-    split_data = PoseSplit(info=split_info(dataset, split, skeleton.name, module), images=None, joints_2d=None,
-                           joints_2d_valid=None, center=None, scale=None,
+    split_data = PoseSplit(info=split_info(dataset, split, skeleton.name, module), images=None,
+                           joints_2d=None, joints_2d_valid=None, center=None, scale=None,
                            joints_3d=columns["joints_3d"].astype(np.float32),
                            joints_3d_valid=columns["joints_3d_valid"], subject=columns["subject"],
                            clip=columns["clip"], frame=columns["frame"])

@@ -217,7 +217,8 @@ class PoseChunk:
 
 
 def synthesize_poses(spec: SynthesizeSpec, start: int, stop: int) -> PoseChunk:
-    """Poses ``start..stop-1`` of a pose-only world's ``spec`` (no rendering; clips as ``synthesize_chunk``)."""
+    """Poses ``start..stop-1`` of a pose-only world's ``spec`` (no rendering; clips as in
+    ``synthesize_chunk``)."""
     if not spec.pose_only:
         raise ValueError(f"world {spec.world!r} renders images; use synthesize_chunk")
     if not 0 <= start < stop <= spec.num_samples:

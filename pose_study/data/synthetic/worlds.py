@@ -213,7 +213,8 @@ WORLD_DEFS: dict[str, World] = {
     # unlike the lab world's uniform mix; wider pose spreads. Subjects disjoint from every world.
     "mocap": World(
         "mocap", has_3d=True,
-        subjects={"train": tuple(f"MC{i:02d}" for i in range(1, 41)), "val": tuple(f"MC{i:02d}" for i in range(41, 45))},
+        subjects={"train": tuple(f"MC{i:02d}" for i in range(1, 41)),
+                  "val": tuple(f"MC{i:02d}" for i in range(41, 45))},
         area=2000.0, pose_widen=1.15,
         # standing, walking, arms_raised, sitting, crouching, reaching, bending, sports
         activity_weights=(0.5, 3.0, 1.5, 0.5, 1.0, 1.5, 1.0, 3.0),
