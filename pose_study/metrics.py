@@ -61,8 +61,9 @@ class Pooled:
 # and right) or ``Pooled`` joints; "Total" is ``Score.value``.
 _LIMBS = {part.capitalize(): (_J(f"l_{part}"), _J(f"r_{part}"))
           for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")}
-# evalMPII ``computePCK.m``: "UBody" is the PCKh of the six arm joints (shoulders, elbows,
-# wrists) pooled over all their annotated instances; neck and head top are not part of it.
+# evalMPII ``computePCK.m``: "UBody" is the PCKh of rows 7:12 of the toolkit's 14-joint matrix, the
+# six arm joints (wrists, elbows, shoulders), pooled over all their non-NaN (annotated) entries with
+# ``<=``; neck and head top (rows 13, 14) are not part of it.
 MPII_PCKH_COLUMNS = {
     "Head": (_J("neck"), _J("head_top")),
     **_LIMBS,
