@@ -44,14 +44,31 @@ MPI3DHP_PCK_JOINTS = tuple(
 )
 TORSO = (_J("l_shoulder"), _J("r_hip"))  # LSP/FLIC PCK normaliser (bearpaw/eval_pose, MODEC)
 
-# Official table columns: name -> joints; "Total" is ``Score.value``. Limbs average left and right.
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """A table column pooled over all valid entries of its joints (entry-weighted, not per joint).
+
+    Attributes:
+        joints: Canonical indices of the pooled joints.
+    """
+
+    joints: tuple[int, ...]
+
+
+# Official table columns: name -> joints (unweighted mean of per-joint values: limbs average left
+# and right) or ``Pooled`` joints; "Total" is ``Score.value``.
 _LIMBS = {part.capitalize(): (_J(f"l_{part}"), _J(f"r_{part}"))
           for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")}
+# evalMPII ``computePCK.m``: "UBody" is the PCKh of rows 7:12 of the toolkit's 14-joint matrix, the
+# six arm joints (wrists, elbows, shoulders), pooled over all their non-NaN (annotated) entries with
+# ``<=``; neck and head top (rows 13, 14) are not part of it.
 MPII_PCKH_COLUMNS = {
     "Head": (_J("neck"), _J("head_top")),
     **_LIMBS,
-    "UBody": tuple(_J(n) for n in ("neck", "head_top", "l_shoulder", "r_shoulder", "l_elbow",
-                                   "r_elbow", "l_wrist", "r_wrist")),
+    "UBody": Pooled(tuple(_J(n) for n in ("l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
+                                          "l_wrist", "r_wrist"))),
 }
 MPI3DHP_PCK_COLUMNS = {"Head": (_J("head_top"),), "Neck": (_J("neck"),), **_LIMBS}
 
@@ -96,8 +113,9 @@ def pckh(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, head_box: np.ndarr
     """MPII PCKh@alpha (official definition, evalMPII ``evaluatePCKh.m``; datasets.md §1.4).
 
     A joint is correct if ``||pred - gt|| <= alpha * 0.6 * ||(x2, y2) - (x1, y1)||`` (inclusive,
-    as §1.4 and the Python port the seed uses, bearpaw ``eval_PCKh.py``). A sample whose head box
-    is not finite or has zero size is unscorable.
+    as the official toolkit's ``computePCK.m`` and §1.4). The Python port the seed uses, bearpaw
+    ``eval_PCKh.py``, is strict (``<``); the two differ only for errors exactly on the threshold.
+    A sample whose head box is not finite or has zero size is unscorable.
 
     Args:
         pred: [N, K, 2] predicted joints, pixels.
@@ -335,28 +353,43 @@ def auc(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray,
 
 # --- tables ---------------------------------------------------------------------------------------
 
-def table(score: Score, columns: dict[str, tuple[int, ...]]) -> dict[str, float]:
+def table(score: Score, columns: dict[str, tuple[int, ...] | Pooled]) -> dict[str, float]:
     """Official table columns from a score, e.g. ``table(s, MPII_PCKH_COLUMNS)``.
 
-    Each column is the unweighted mean of its joints' per-joint values, as the official MPII
-    code averages left and right (equal to the entry-weighted mean whenever the joints have the
-    same number of valid entries, as on 3DHP valid frames); joints with no valid entry are
-    skipped. "Total" is ``score.value``.
+    A column given as a tuple is the unweighted mean of its joints' per-joint values, as the
+    official MPII code averages left and right (equal to the entry-weighted mean whenever the
+    joints have the same number of valid entries, as on 3DHP valid frames); joints with no valid
+    entry are skipped. A ``Pooled`` column is the mean over all valid entries of its joints, each
+    joint weighted by its count of valid entries (MPII ``computePCK.m`` "UBody"). "Total" is
+    ``score.value``.
 
     Args:
         score: Output of a metric.
-        columns: Column name -> canonical joints.
+        columns: Column name -> canonical joints, or ``Pooled`` joints.
 
     Returns:
         Column name -> value (NaN if none of its joints has a valid entry), then "Total".
     """
     out = {}
     for name, joints in columns.items():
-        values = score.per_joint[list(joints)]
-        values = values[np.isfinite(values)]
-        out[name] = float(values.mean()) if len(values) else float("nan")
+        pooled = isinstance(joints, Pooled)
+        out[name] = _pooled(score, joints.joints) if pooled else _joint_mean(score, joints)
     out["Total"] = score.value
     return out
+
+
+def _joint_mean(score: Score, joints: tuple[int, ...]) -> float:
+    values = score.per_joint[list(joints)]
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def _pooled(score: Score, joints: tuple[int, ...]) -> float:
+    counts = score.joint_count[list(joints)]
+    if counts.sum() == 0:
+        return float("nan")
+    values = np.where(counts > 0, score.per_joint[list(joints)], 0.0)
+    return float((values * counts).sum() / counts.sum())
 
 
 # --- internals ------------------------------------------------------------------------------------

@@ -179,9 +179,44 @@ OCCLUSION_PERSON15 = Skeleton(
     to_canonical=(0, 1, 2, 3, 4, 5, 6, 7, 8, -1, -1, 9, 10, 11, 12, 13, 14),
 )
 
+# The points the CMU converter reads from the CMU Graphics Lab BVH conversion; their BVH joint
+# names are ``convert.mocap.CMU_BVH_NAMES``. Mapping into CANONICAL (``≈`` as §9): pelvis = Hips
+# (the root, between the hip joints); hips/knees/ankles = (Left|Right)UpLeg/Leg/Foot;
+# spine ≈ Spine (top of CMU's lower-back segment, the thoraco-lumbar level of H36M's spine joint);
+# neck ≈ Neck (top of CMU's thorax segment, base of the neck, like H36M's thorax "neck");
+# head = Head (top of the neck, skull base: no canonical joint); head_top ≈ the End Site of Head
+# (the crown); shoulders/elbows/wrists = Arm/ForeArm/Hand. nose: no such point, masked.
+CMU_BVH17 = Skeleton(
+    name="cmu_bvh17",
+    joints=(
+        "pelvis", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "spine", "neck", "head",
+        "head_top", "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",
+    ),
+    parents=(-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15),
+    flip_pairs=((1, 4), (2, 5), (3, 6), (11, 14), (12, 15), (13, 16)),
+    to_canonical=(0, 1, 2, 3, 4, 5, 6, 7, 8, -1, 10, 11, 12, 13, 14, 15, 16),
+)
+
+# The 22 SMPL-H body joints (AMASS), in SMPL order; hand joints 22-51 are not read. Mapping:
+# pelvis, hips, knees, ankles, shoulders, elbows, wrists: same names; spine ≈ spine2 (mid-torso,
+# like H36M's spine); neck ≈ neck (base of the neck). SMPL's "head" joint is the head's rotation
+# centre (near C1), neither nose nor head top: both masked.
+SMPL22 = Skeleton(
+    name="smpl22",
+    joints=(
+        "pelvis", "l_hip", "r_hip", "spine1", "l_knee", "r_knee", "spine2", "l_ankle", "r_ankle", "spine3",
+        "l_foot", "r_foot", "neck", "l_collar", "r_collar", "head", "l_shoulder", "r_shoulder", "l_elbow",
+        "r_elbow", "l_wrist", "r_wrist",
+    ),
+    parents=(-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19),
+    flip_pairs=((1, 2), (4, 5), (7, 8), (10, 11), (13, 14), (16, 17), (18, 19), (20, 21)),
+    to_canonical=(0, 2, 5, 8, 1, 4, 7, 6, 12, -1, -1, 16, 18, 20, 17, 19, 21),
+)
+
 SKELETONS: dict[str, Skeleton] = {
     s.name: s
-    for s in (CANONICAL, MPII16, LSP14, FLIC11, COCO17, MPI3DHP28, MPI3DHP_TEST17, OCCLUSION_PERSON15)
+    for s in (CANONICAL, MPII16, LSP14, FLIC11, COCO17, MPI3DHP28, MPI3DHP_TEST17, OCCLUSION_PERSON15,
+              CMU_BVH17, SMPL22)
 }
 
 

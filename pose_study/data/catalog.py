@@ -24,7 +24,8 @@ ACCESS = ("public", "licensed")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _DATASET_KEYS = {"title", "access", "homepage", "registration", "licence", "splits", "artefacts",
                  "layout", "tables"}
-_ARTEFACT_KEYS = {"file", "url", "sha256", "size"}
+_ARTEFACT_KEYS = {"file", "url", "sha256", "sha256_prefix", "size"}
+_SHA256_PREFIX = re.compile(r"^[0-9a-f]{8,63}$")
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,15 @@ class Artefact:
         url: Public download URL, or None when it must be obtained by hand.
         sha256: Expected hex digest, or None when unknown (verification skipped with a warning).
         size: Expected size in bytes, or None when unknown.
+        sha256_prefix: The leading hex digits of the digest where only those are published (as
+            torchvision's weight file names embed them), or None; checked when ``sha256`` is None.
     """
 
     file: str
     url: str | None
     sha256: str | None
     size: int | None
+    sha256_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ def _entry(name: str, data: Any, where: str) -> DatasetEntry:
 
 def _artefact(data: Any, where: str, access: str) -> Artefact:
     _check_keys(data, _ARTEFACT_KEYS, {"file"}, where)
-    url, sha, size = data.get("url"), data.get("sha256"), data.get("size")
+    url, sha, size, prefix = data.get("url"), data.get("sha256"), data.get("size"), data.get("sha256_prefix")
     if access == "public" and not url:
         raise ValueError(f"{where}.url: a public dataset's artefact needs a URL")
     if access == "public" and ("/" in str(data["file"]) or not str(data["file"]).strip()):
@@ -137,7 +141,12 @@ def _artefact(data: Any, where: str, access: str) -> Artefact:
         raise ValueError(f"{where}.sha256: expected 64 lowercase hex digits or null, got {sha!r}")
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise ValueError(f"{where}.size: expected a positive integer or null, got {size!r}")
-    return Artefact(file=str(data["file"]), url=url, sha256=sha, size=size)
+    if prefix is not None and not _SHA256_PREFIX.match(str(prefix)):
+        raise ValueError(f"{where}.sha256_prefix: expected 8-63 lowercase hex digits or null, got {prefix!r}")
+    if prefix is not None and sha is not None and not str(sha).startswith(str(prefix)):
+        raise ValueError(f"{where}: sha256 {sha} does not start with sha256_prefix {prefix}")
+    return Artefact(file=str(data["file"]), url=url, sha256=sha, size=size,
+                    sha256_prefix=None if prefix is None else str(prefix))
 
 
 def _check_keys(data: Any, allowed: set[str], required: set[str], where: str) -> None:

@@ -1,7 +1,8 @@
 """The canonical on-disk format: one HDF5 file per dataset split, pre-cropped around the person.
 
 Every converter and the synthetic world write this format; training and evaluation read only it.
-It is plain HDF5, readable by any HDF5 tool. Format version 1:
+It is plain HDF5, readable by any HDF5 tool. Format version 2 (version 1 without pose-only splits;
+a version-1 file is a valid version-2 file and is read as such):
 
 =================  ==================  =========  ====================================================
 dataset            shape               dtype      meaning
@@ -32,6 +33,13 @@ K is always the canonical joint set (``skeletons.CANONICAL``, 17 joints); joints
 are masked. File attributes: ``format_version``, ``dataset``, ``split``, ``skeleton`` (native
 skeleton the labels came from), ``source`` (``real`` | ``synthetic``), ``converter`` (name and
 version that wrote the file), ``image_encoding``, ``crop_size``.
+
+**Pose-only splits** (version 2; motion capture without images, the study's ``mocap`` role) have
+``image_encoding = "none"`` and ``crop_size = 0`` and hold only ``joints_3d``, ``joints_3d_valid``
+and the string/frame metadata: no ``images``, ``joints_2d``, ``joints_2d_valid``, ``center``,
+``scale``, ``intrinsics`` or ``head_box``. Having no camera, their ``joints_3d`` are in a world
+frame, mm, with the same handedness and y-down convention as the camera frame: +y points along
+gravity, the floor is near y = 0 (so the body has y < 0), x and z span the ground plane.
 """
 
 from __future__ import annotations
@@ -47,10 +55,12 @@ import numpy as np
 from pose_study._io import atomic_path
 from pose_study.skeletons import CANONICAL, SKELETONS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 2 only adds pose-only splits
 K = CANONICAL.num_joints
 SOURCES = ("real", "synthetic")
 ENCODINGS = ("raw", "jpeg")
+POSE_ONLY_ENCODING = "none"  # ``image_encoding`` of a pose-only split
 
 
 class FormatError(ValueError):
@@ -76,14 +86,18 @@ class SplitInfo:
 
 @dataclass
 class PoseSplit:
-    """One dataset split in memory. Shapes as in the module docstring; optional fields may be None."""
+    """One dataset split in memory. Shapes as in the module docstring; optional fields may be None.
+
+    A pose-only split has ``images``, ``joints_2d``, ``joints_2d_valid``, ``center`` and ``scale``
+    None and ``joints_3d``/``joints_3d_valid`` set (see ``pose_only``).
+    """
 
     info: SplitInfo
-    images: np.ndarray | list[bytes]
-    joints_2d: np.ndarray
-    joints_2d_valid: np.ndarray
-    center: np.ndarray
-    scale: np.ndarray
+    images: np.ndarray | list[bytes] | None
+    joints_2d: np.ndarray | None
+    joints_2d_valid: np.ndarray | None
+    center: np.ndarray | None
+    scale: np.ndarray | None
     joints_3d: np.ndarray | None = None
     joints_3d_valid: np.ndarray | None = None
     intrinsics: np.ndarray | None = None
@@ -95,7 +109,7 @@ class PoseSplit:
     frame: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        n = len(self.joints_2d)
+        n = len(self)
         for name in ("subject", "action", "camera", "clip"):
             if getattr(self, name) is None:
                 setattr(self, name, np.full(n, "", dtype=object))
@@ -103,11 +117,16 @@ class PoseSplit:
             self.frame = np.full(n, -1, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.joints_2d)
+        return len(self.joints_3d if self.joints_2d is None else self.joints_2d)
 
     @property
     def has_3d(self) -> bool:
         return self.joints_3d is not None
+
+    @property
+    def pose_only(self) -> bool:
+        """True for a split of 3D poses without images, 2D labels or cameras."""
+        return self.images is None
 
     def select(self, index: np.ndarray) -> PoseSplit:
         """A new split with the samples at ``index`` (bool mask or integer indices)."""
@@ -140,6 +159,8 @@ _ARRAYS: dict[str, tuple[str, tuple[int | None, ...]]] = {
 _STRINGS = ("subject", "action", "camera", "clip")
 _REQUIRED = ("images", "joints_2d", "joints_2d_valid", "center", "scale", *_STRINGS, "frame")
 _TOGETHER = ("joints_3d", "joints_3d_valid", "intrinsics")
+_POSE_ONLY_REQUIRED = ("joints_3d", "joints_3d_valid", *_STRINGS, "frame")
+_IMAGE_ONLY = ("images", "joints_2d", "joints_2d_valid", "center", "scale", "intrinsics", "head_box")
 
 
 def write_split(path: str | os.PathLike, split: PoseSplit, image_encoding: str = "raw") -> None:
@@ -147,16 +168,19 @@ def write_split(path: str | os.PathLike, split: PoseSplit, image_encoding: str =
 
     Args:
         path: Destination ``.h5`` file.
-        split: The data; ``images`` is [N, S, S, 3] uint8 (or a list of JPEG bytes).
+        split: The data; ``images`` is [N, S, S, 3] uint8 (or a list of JPEG bytes), or None for a
+            pose-only split.
         image_encoding: ``"raw"`` stores uint8 crops; ``"jpeg"`` stores JPEG bytes (encoded here
-            when ``images`` is an array).
+            when ``images`` is an array). Ignored for a pose-only split (stored as ``"none"``).
     """
     if image_encoding not in ENCODINGS:
         raise ValueError(f"image_encoding must be one of {ENCODINGS}, got {image_encoding!r}")
     _check_arrays(split, where=str(path))
-    crop_size = _crop_size(split)
+    crop_size = 0 if split.pose_only else _crop_size(split)
+    image_encoding = POSE_ONLY_ENCODING if split.pose_only else image_encoding
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        _write_images(h5, split.images, image_encoding)
+        if not split.pose_only:
+            _write_images(h5, split.images, image_encoding)
         for name in _ARRAYS:
             value = getattr(split, name)
             if value is not None:
@@ -178,18 +202,35 @@ def read_info(path: str | os.PathLike) -> SplitInfo:
 
 
 def read_split(path: str | os.PathLike, images: bool = True) -> PoseSplit:
-    """Read and validate a split; with ``images=False`` the images are not loaded (empty array)."""
+    """Read and validate a split; with ``images=False`` the images are not loaded (empty array).
+
+    A pose-only split is read with ``images=False`` only (its image fields are None); asking for
+    its images raises ``FormatError``.
+    """
     with _open(path) as h5:
         info = _info(h5, path)
-        for name in _REQUIRED:
+        pose_only = is_pose_only(h5)
+        if pose_only and images:
+            raise FormatError(f"{path}: a pose-only split (no images); it can only feed pose-only "
+                              "roles (lifter / pose pre-training), not an image model")
+        for name in _POSE_ONLY_REQUIRED if pose_only else _REQUIRED:
             if name not in h5:
                 raise FormatError(f"{path}: missing dataset {name!r} (format version {FORMAT_VERSION})")
         data = {name: h5[name][()] for name in _ARRAYS if name in h5}
         strings = {name: np.asarray(h5[name].asstr()[()], dtype=object) for name in _STRINGS}
-        imgs = _read_images(h5, path) if images else np.zeros((0, 0, 0, 3), np.uint8)
-    split = PoseSplit(info=info, images=imgs, **data, **strings)
+        if pose_only:
+            imgs = None
+        else:
+            imgs = _read_images(h5, path) if images else np.zeros((0, 0, 0, 3), np.uint8)
+    split = PoseSplit(info=info, images=imgs, **{"joints_2d": None, "joints_2d_valid": None, "center": None,
+                                                 "scale": None, **data}, **strings)
     _check_arrays(split, where=str(path), check_images=images)
     return split
+
+
+def is_pose_only(h5: h5py.File) -> bool:
+    """True if an open split file is pose-only (``image_encoding = "none"``)."""
+    return str(h5.attrs.get("image_encoding", "raw")) == POSE_ONLY_ENCODING
 
 
 def decode_jpeg(data: bytes | np.ndarray) -> np.ndarray:
@@ -225,10 +266,10 @@ def _info(h5: h5py.File, path: str | os.PathLike) -> SplitInfo:
     version = h5.attrs.get("format_version")
     if version is None:
         raise FormatError(f"{path}: attribute 'format_version' is missing; not a pose_study file")
-    if int(version) != FORMAT_VERSION:
+    if int(version) not in READABLE_VERSIONS:
         raise FormatError(
-            f"{path}: format_version is {int(version)}, this pose_study reads version "
-            f"{FORMAT_VERSION}; re-run the convert/synthesize step that wrote it"
+            f"{path}: format_version is {int(version)}, this pose_study reads versions "
+            f"{list(READABLE_VERSIONS)}; re-run the convert/synthesize step that wrote it"
         )
     try:
         return SplitInfo(**{f.name: str(h5.attrs[f.name]) for f in fields(SplitInfo)})
@@ -244,9 +285,12 @@ def _cast(name: str, value: np.ndarray) -> np.ndarray:
 
 
 def _check_arrays(split: PoseSplit, where: str, check_images: bool = True) -> None:
-    n = len(split.joints_2d)
+    n = len(split)
+    if split.pose_only:
+        _check_pose_only(split, where)
+        check_images = False
     present = [name for name in _TOGETHER if getattr(split, name) is not None]
-    if present and len(present) != len(_TOGETHER):
+    if present and len(present) != len(_TOGETHER) and not split.pose_only:
         raise FormatError(f"{where}: {present} given without {sorted(set(_TOGETHER) - set(present))}")
     for name, (kind, shape) in _ARRAYS.items():
         value = getattr(split, name)
@@ -262,6 +306,14 @@ def _check_arrays(split: PoseSplit, where: str, check_images: bool = True) -> No
             raise FormatError(f"{where}: field {name!r} has {len(getattr(split, name))} entries, expected {n}")
     if check_images:
         _check_images(split.images, n, where)
+
+
+def _check_pose_only(split: PoseSplit, where: str) -> None:
+    extra = [name for name in _IMAGE_ONLY if getattr(split, name) is not None]
+    if extra:
+        raise FormatError(f"{where}: a pose-only split (images None) must not have {extra}")
+    if split.joints_3d is None or split.joints_3d_valid is None:
+        raise FormatError(f"{where}: a pose-only split needs 'joints_3d' and 'joints_3d_valid'")
 
 
 def _kind_ok(dtype: np.dtype, kind: str) -> bool:

@@ -4,7 +4,10 @@
 joints, 3D joints, cameras and, for sequence lifters, the frame windows of every sample
 (``sequence_windows``: T frames of the same clip centred on the sample,
 edge-replicated at clip ends). ``gather`` turns sample indices into a ``PoseBatch`` of T frames.
-2D-only splits get zero 3D joints, ``valid_3d`` all False and identity intrinsics.
+2D-only splits get zero 3D joints, ``valid_3d`` all False and identity intrinsics. Pose-only
+splits (``formats``: no images, no 2D, no camera) get zero 2D joints, ``valid_2d`` all False,
+identity intrinsics and ``crop_size`` 0; their 3D joints are world-frame (y down), so a consumer
+projects them through its own (virtual) cameras.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 
 from pose_study.data.formats import SplitInfo, read_split
+from pose_study.skeletons import CANONICAL
 
 
 @dataclass
@@ -125,7 +129,10 @@ class PoseData:
         if frames < 1 or frames % 2 == 0:
             raise ValueError(f"frames must be odd and ≥ 1, got {frames}")
         split = read_split(path, images=False)
-        n, k = split.joints_2d.shape[:2]
+        n, k = len(split), CANONICAL.num_joints
+        if split.pose_only:
+            split.joints_2d, split.joints_2d_valid = np.zeros((n, k, 2), np.float32), np.zeros((n, k), bool)
+            split.intrinsics = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3))
         if split.has_3d:
             joints_3d, valid_3d, intrinsics = split.joints_3d, split.joints_3d_valid, split.intrinsics
         else:

@@ -23,7 +23,7 @@ from pose_study._io import write_json
 from pose_study._spec import load_spec_arg, spec_record
 from pose_study.data.catalog import get_dataset
 from pose_study.data.convert import (
-    ConvertReport, flic, h36m, lsp, mpi3dhp, mpii, occlusion_person, pw3d,
+    ConvertReport, flic, h36m, lsp, mocap, mpi3dhp, mpii, occlusion_person, pw3d,
 )
 from pose_study.data.formats import ENCODINGS
 
@@ -39,6 +39,8 @@ CONVERTERS: dict[str, Callable[..., ConvertReport]] = {
     "mpi_inf_3dhp": mpi3dhp.convert,
     "occlusion_person": occlusion_person.convert,
     "3dpw": pw3d.convert,
+    "cmu_mocap": mocap.convert_cmu,  # pose-only (no images): crop_size and image_encoding are unused
+    "amass": mocap.convert_amass,
 }
 
 

@@ -119,7 +119,7 @@ def fetch_and_extract(root: Path, artefact: Artefact, spec: DownloadSpec) -> dic
     if marker.exists():
         log.info("%s: already extracted (%s)", artefact.file, marker)
         return {"file": artefact.file, "url": artefact.url, "sha256": marker.read_text().strip(),
-                "verified": artefact.sha256 is not None, "skipped": True}
+                "verified": _verification(artefact), "skipped": True}
     archive = state / artefact.file
     url = f"{spec.mirror.rstrip('/')}/{artefact.file}" if spec.mirror else artefact.url
     if not archive.exists():
@@ -129,8 +129,15 @@ def fetch_and_extract(root: Path, artefact: Artefact, spec: DownloadSpec) -> dic
     marker.write_text(digest + "\n")
     if not spec.keep_archives:
         archive.unlink()
-    return {"file": artefact.file, "url": url, "sha256": digest, "verified": artefact.sha256 is not None,
+    return {"file": artefact.file, "url": url, "sha256": digest, "verified": _verification(artefact),
             "skipped": False}
+
+
+def _verification(artefact: Artefact) -> bool | str:
+    """How the download was checked: True (full sha256), "sha256 prefix", or False (not at all)."""
+    if artefact.sha256 is not None:
+        return True
+    return "sha256 prefix" if artefact.sha256_prefix is not None else False
 
 
 def fetch(url: str, target: Path, artefact: Artefact, spec: DownloadSpec) -> None:
@@ -208,7 +215,16 @@ def verify(path: Path, artefact: Artefact) -> str:
         path.unlink()
         raise ValueError(f"{path}: size {size} bytes, catalog expects {artefact.size}; the file was removed, "
                          "rerun to download it again")
-    if artefact.sha256 is None:
+    if artefact.sha256 is None and artefact.sha256_prefix is not None:
+        if not actual.startswith(artefact.sha256_prefix):
+            path.unlink()
+            raise ValueError(f"{path}: sha256 {actual} of {artefact.file} does not start with the "
+                             f"published prefix {artefact.sha256_prefix}; the file was removed, rerun to "
+                             "download it again")
+        log.warning("%s: only the published sha256 prefix %s was checked; computed sha256 %s (size %d) - pin "
+                    "it in catalog.yaml once the file is known to be good", artefact.file,
+                    artefact.sha256_prefix, actual, size)
+    elif artefact.sha256 is None:
         log.warning("%s: no sha256 in the catalog, integrity NOT verified; computed sha256 %s (size %d) - "
                     "pin it in catalog.yaml once the data are known to be good", artefact.file, actual, size)
     elif actual != artefact.sha256:
@@ -219,12 +235,18 @@ def verify(path: Path, artefact: Artefact) -> str:
 
 
 def extract(archive: Path, root: Path) -> None:
-    """Extract a zip/tar archive into a temporary folder beside ``root``, then move entries into ``root``."""
+    """Extract a zip/tar archive into a temporary folder beside ``root``, then move entries into ``root``.
+
+    A file without an archive suffix (``ARCHIVE_SUFFIXES``) is placed as is, even if it is a zip
+    inside (a torch ``.pth`` checkpoint is).
+    """
     tmp = root / f".extract-{archive.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        if zipfile.is_zipfile(archive):
+        if not archive.name.endswith(ARCHIVE_SUFFIXES):
+            shutil.copy2(archive, tmp / archive.name)  # a plain file (a .mat, a .pth - itself a zip): as is
+        elif zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
                 _check_members(archive, zf.namelist())
                 zf.extractall(tmp)
@@ -232,13 +254,11 @@ def extract(archive: Path, root: Path) -> None:
             with tarfile.open(archive) as tf:
                 _check_members(archive, tf.getnames())
                 tf.extractall(tmp, filter="data")
-        elif archive.name.endswith(ARCHIVE_SUFFIXES):
+        else:
             head = archive.read_bytes()[:60]
             archive.unlink()
             raise ValueError(f"{archive}: not a valid archive (starts with {head!r}; an HTML page from the "
                              "host?); the file was removed - check the URL or place the file by hand")
-        else:
-            shutil.copy2(archive, tmp / archive.name)  # a plain file (e.g. a .mat): place it as is
         for entry in sorted(tmp.iterdir()):
             _merge(entry, root / entry.name)
     finally:

@@ -4,10 +4,11 @@ Inputs: none (no downloads); everything follows from a ``SynthesizeSpec`` (world
 of samples, crop size, seed, joint set, dataset name), given as ``--spec`` JSON or as options.
 
 Outputs:
-  * ``OUT.h5``: canonical format version 1 (``pose_study.data.formats``), ``source =
+  * ``OUT.h5``: canonical format (``pose_study.data.formats``, ``FORMAT_VERSION``), ``source =
     "synthetic"``, labels in the 17 canonical joints with validity masks. ``wild`` writes 2D
     labels only (plus ``head_box`` for ``mpii16``); ``lab``/``occluded``/``outdoor`` also write
-    ``joints_3d`` (camera frame, mm) and crop ``intrinsics``.
+    ``joints_3d`` (camera frame, mm) and crop ``intrinsics``. ``mocap`` (a pose pool) writes a
+    pose-only split: ``joints_3d`` in a world frame (y down, mm), no images, 2D or camera.
   * ``OUT.spec.json`` beside it (``OUT`` = the output path without ``.h5``): the resolved spec and
     provenance (package version, git SHA); ``--spec OUT.spec.json`` rebuilds the file exactly.
 
@@ -29,7 +30,7 @@ from pose_study import __version__
 from pose_study._io import write_json
 from pose_study._spec import load_spec_arg, spec_record
 from pose_study.data.formats import PoseSplit, SplitInfo, encode_jpeg, write_split
-from pose_study.data.synthetic.generate import Chunk, synthesize_chunk
+from pose_study.data.synthetic.generate import Chunk, synthesize_chunk, synthesize_poses
 from pose_study.data.synthetic.worlds import (
     GENERATOR_VERSION, IMAGE_ENCODINGS, JOINT_SETS, SPLITS, WORLDS, SynthesizeSpec,
 )
@@ -56,8 +57,11 @@ def run(spec: SynthesizeSpec, out: Path) -> None:
     log.info("synthesize %s/%s: %d images of %d px, seed %d, joint set %s -> %s", spec.world, spec.split,
              spec.num_samples, spec.crop_size, spec.seed, spec.joint_set, out)
     log.info("spec: %s", dataclasses.asdict(spec))
-    chunks = list(_render(spec))
-    write_split(out, _assemble(spec, chunks), image_encoding=spec.image_encoding)
+    if spec.pose_only:
+        write_split(out, _assemble_poses(spec))
+    else:
+        chunks = list(_render(spec))
+        write_split(out, _assemble(spec, chunks), image_encoding=spec.image_encoding)
     write_json(spec_json_path(out), spec_record(spec))
     log.info("wrote %s and %s", out, spec_json_path(out))
 
@@ -87,11 +91,27 @@ def _cat(chunks: list[Chunk], name: str) -> np.ndarray | list | None:
     return np.concatenate(parts)
 
 
-def _assemble(spec: SynthesizeSpec, chunks: list[Chunk]) -> PoseSplit:
-    """One ``PoseSplit`` from the rendered chunks."""
-    info = SplitInfo(dataset=spec.dataset, split=spec.split, skeleton=spec.joint_set, source="synthetic",
+def _info(spec: SynthesizeSpec) -> SplitInfo:
+    return SplitInfo(dataset=spec.dataset, split=spec.split, skeleton=spec.joint_set, source="synthetic",
                      converter=f"pose_study.synthesize {__version__} (generator v{GENERATOR_VERSION}, "
                                f"world {spec.world})")
+
+
+def _assemble_poses(spec: SynthesizeSpec) -> PoseSplit:
+    """A pose-only ``PoseSplit`` of a pose-only world, generated in chunks."""
+    chunks = [synthesize_poses(spec, start, min(start + spec.chunk_size, spec.num_samples))
+              for start in range(0, spec.num_samples, spec.chunk_size)]
+    n = spec.num_samples
+    log.info("generated %d poses", n)
+    return PoseSplit(info=_info(spec), images=None, joints_2d=None, joints_2d_valid=None, center=None,
+                     scale=None, joints_3d=_cat(chunks, "joints_3d"), joints_3d_valid=np.ones((n, 17), bool),
+                     subject=_cat(chunks, "subject"), action=_cat(chunks, "action"),
+                     clip=_cat(chunks, "clip"), frame=_cat(chunks, "frame"))
+
+
+def _assemble(spec: SynthesizeSpec, chunks: list[Chunk]) -> PoseSplit:
+    """One ``PoseSplit`` from the rendered chunks."""
+    info = _info(spec)
     names = ("images", "joints_2d", "joints_2d_valid", "center", "scale", "joints_3d", "joints_3d_valid",
              "intrinsics", "head_box", "subject", "action", "camera", "clip", "frame")
     return PoseSplit(info=info, **{name: _cat(chunks, name) for name in names})
@@ -107,7 +127,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(--world also re-derives the default joint set and dataset name)")
     parser.add_argument("--world", choices=WORLDS, help="which synthetic world to render (required without "
                         "--spec): wild = 2D-only MPII/LSP/FLIC-like, lab = H36M-like, occluded = "
-                        "Occlusion-Person-like, outdoor = MPI-INF-3DHP-like")
+                        "Occlusion-Person-like, outdoor = MPI-INF-3DHP-like, mocap = a pose-only pool "
+                        "(no images)")
     parser.add_argument("--split", choices=SPLITS, help="split to render (required without --spec); 3D "
                         "worlds use disjoint subjects per split")
     parser.add_argument("--num-samples", type=int, help="number of images (required without --spec)")

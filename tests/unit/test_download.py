@@ -10,11 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import torch
 
 from pose_study.data import catalog as cat
 from pose_study.data.catalog import Artefact, DatasetEntry, load_catalog, missing_layout
 from pose_study.stages.download import DownloadSpec, run
 from tests.fixtures.official import write_all, write_h36m, write_lspet
+from tests.fixtures.official_mocap import torchvision_resnet_tiny_state, write_weights
 
 
 class _Server:
@@ -213,7 +215,8 @@ def test_catalog_validation_names_the_key(tmp_path, edit, match):
 
 def test_packaged_catalog():
     catalog = load_catalog()
-    assert {n for n, e in catalog.items() if e.public} == {"mpii", "lsp", "lspet", "flic_full"}
+    weights = {f"imagenet_resnet{d}" for d in (18, 34, 50, 101, 152)}
+    assert {n for n, e in catalog.items() if e.public} == {"mpii", "lsp", "lspet", "flic_full", *weights}
     assert all(a.url for e in catalog.values() if e.public for a in e.artefacts)
     assert all(e.registration for e in catalog.values() if not e.public)
     assert [c["id"] for c in catalog["h36m"].tables["cameras"]] == ["54138969", "55011271", "58860488", "60457274"]
@@ -240,3 +243,60 @@ def test_html_page_instead_of_an_archive_is_reported(tmp_path, server):
         run(spec(tmp_path / "lspet"), tmp_path / "m.json",
             catalog=entry(f"{server.url}/lspet_dataset.zip", "lspet_dataset.zip", None))
     assert not (tmp_path / "lspet" / ".download" / "lspet_dataset.zip").exists()
+
+
+def test_weight_entries_name_torchvision_files_with_their_hash_prefix():
+    for depth in (18, 34, 50, 101, 152):
+        entry = load_catalog()[f"imagenet_resnet{depth}"]
+        (artefact,) = entry.artefacts
+        stem, prefix = artefact.file.removesuffix(".pth").split("-")
+        assert stem == f"resnet{depth}" and artefact.sha256_prefix == prefix and len(prefix) == 8
+        assert artefact.url == f"https://download.pytorch.org/models/{artefact.file}"
+        assert entry.layout == (artefact.file,)
+        assert artefact.sha256 is None or artefact.sha256.startswith(prefix)
+
+
+def _weights_entry(url: str, file: str, prefix: str) -> dict[str, DatasetEntry]:
+    real = load_catalog()["imagenet_resnet18"]
+    artefact = Artefact(file=file, url=url, sha256=None, size=None, sha256_prefix=prefix)
+    fields = {**real.__dict__, "artefacts": (artefact,), "layout": (file,)}
+    return {"imagenet_resnet18": DatasetEntry(**fields)}
+
+
+def test_weights_download_checks_the_prefix_and_load_strictly(tmp_path, server, caplog):
+    """A .pth (itself a zip) is placed as is, checked against its name's sha256 prefix, and loads."""
+    from pose_study.models import build_model
+
+    digest = write_weights(tmp_path / "src.pth")
+    file = f"resnet_tiny-{digest[:8]}.pth"
+    server.files[f"/{file}"] = (tmp_path / "src.pth").read_bytes()
+    root = tmp_path / "imagenet_resnet18"
+    result = run(DownloadSpec(dataset="imagenet_resnet18", root=str(root), retry_wait_s=0.0, timeout_s=5.0),
+                 tmp_path / "m.json", catalog=_weights_entry(f"{server.url}/{file}", file, digest[:8]))
+    record = result["artefacts"][0]
+    assert record["verified"] == "sha256 prefix" and record["sha256"] == digest
+    assert "only the published sha256 prefix" in caplog.text
+    model = build_model("resnet_tiny", pretrained=root / file)
+    state = torchvision_resnet_tiny_state()
+    assert torch.equal(model.backbone.layer4[0].downsample[0].weight, state["layer4.0.downsample.0.weight"])
+    assert torch.equal(model.backbone.bn1.running_var, state["bn1.running_var"])
+
+
+def test_weights_with_a_wrong_prefix_are_removed(tmp_path, server):
+    write_weights(tmp_path / "src.pth")
+    file = "resnet_tiny-00000000.pth"
+    server.files[f"/{file}"] = (tmp_path / "src.pth").read_bytes()
+    root = tmp_path / "w"
+    with pytest.raises(ValueError, match=r"resnet_tiny-00000000\.pth does not start with the published "
+                                         r"prefix 00000000"):
+        run(DownloadSpec(dataset="imagenet_resnet18", root=str(root), retry_wait_s=0.0, timeout_s=5.0),
+            tmp_path / "m.json", catalog=_weights_entry(f"{server.url}/{file}", file, "00000000"))
+    assert not (root / ".download" / file).exists() and not (root / file).exists()
+
+
+def test_weight_file_of_the_wrong_architecture_is_refused(tmp_path):
+    from pose_study.models import build_model
+
+    write_weights(tmp_path / "tiny.pth")
+    with pytest.raises(ValueError, match=r"does not fit the backbone: missing keys \['layer1.1.bn1.bias'"):
+        build_model("resnet18", pretrained=tmp_path / "tiny.pth")

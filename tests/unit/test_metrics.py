@@ -243,6 +243,31 @@ def test_mpii_pckh_on_official_layout_round_trip(tmp_path):
     assert table["Total"] == score.value
 
 
+def test_mpii_ubody_pools_the_six_arm_joints_over_annotated_instances():
+    """computePCK.m: UBody = correct arm entries / annotated arm entries; no neck or head top."""
+    gt = np.random.default_rng(6).uniform(50, 150, (3, K, 2))
+    pred, valid = gt.copy(), np.ones((3, K), bool)
+    boxes = np.tile([0.0, 0.0, 60.0, 80.0], (3, 1))  # diagonal 100 -> threshold 0.5 * 60 = 30 px
+    pred[0, J("l_shoulder")] += (0.0, 31.0)  # l_shoulder 2/3
+    pred[[0, 1], J("r_elbow")] += (31.0, 0.0)  # r_elbow 1/3
+    valid[[1, 2], J("l_wrist")] = False
+    pred[:, J("l_wrist")] += 99.0  # l_wrist 0/1 (the masked ones do not count)
+    pred[:, [J("neck"), J("head_top")]] += 99.0  # head wrong everywhere: not part of UBody
+    table = m.table(m.pckh(pred, gt, valid, boxes), m.MPII_PCKH_COLUMNS)
+    # arm entries: 3 + 3 + 3 + 3 + 1 + 3 = 16 annotated, 2 + 3 + 3 + 1 + 0 + 3 = 12 correct
+    assert table["UBody"] == pytest.approx(12 / 16)  # per-joint equal weight would give 4/6
+    assert table["Head"] == 0.0 and table["Wrist"] == pytest.approx(0.5)
+    assert table["Total"] == pytest.approx((12 + 3 * 6) / (16 + 3 * 8))
+
+
+def test_pooled_column_of_joints_without_entries_is_nan():
+    gt = np.zeros((1, K, 2))
+    valid = np.zeros((1, K), bool)
+    valid[0, J("r_knee")] = True
+    score = m.pckh(gt, gt, valid, np.array([[0.0, 0.0, 60.0, 80.0]]))
+    assert np.isnan(m.table(score, m.MPII_PCKH_COLUMNS)["UBody"])
+
+
 def test_pck_torso_normalised_hand_case():
     gt = np.random.default_rng(5).uniform(50, 150, (1, K, 2))
     gt[0, J("l_shoulder")] = (100.0, 100.0)

@@ -32,7 +32,8 @@ def test_flip_pairs_swap_left_and_right_names(skeleton):
 def test_maps_into_canonical_by_joint_name(skeleton):
     """Every mapped joint lands on the canonical joint of the same name, or on one of the
     approximate correspondences (≈) listed in reference/datasets.md §9.2."""
-    approx = {("upper_neck", "neck"), ("head", "nose"), ("belly", "spine")}
+    approx = {("upper_neck", "neck"), ("head", "nose"), ("belly", "spine"),
+              ("spine2", "spine")}  # SMPL's mid-torso joint (pose_study.skeletons.SMPL22)
     for canon, native in enumerate(skeleton.to_canonical):
         if native < 0:
             continue

@@ -15,7 +15,7 @@ import numpy as np
 from pose_study.data.synthetic import backgrounds as bg
 from pose_study.data.synthetic import camera as cam
 from pose_study.data.synthetic.body import (
-    P, SHAPE_UNIFORMS, BodyShape, body_shape, forward_kinematics, subject_uniforms, yaw_rotation,
+    P, SHAPE_UNIFORMS, BodyShape, PosedBody, body_shape, forward_kinematics, subject_uniforms, yaw_rotation,
 )
 from pose_study.data.synthetic.poses import FAMILIES, FAMILY_NAMES, clip_poses, draw_poses, walk_offset
 from pose_study.data.synthetic.render import (
@@ -156,7 +156,34 @@ class _Scene:
 
 def _scene(world: World, people: _People, u: _Stream, frame: np.ndarray, t_len: int) -> _Scene:
     """Pose each clip's person at its frame and place it in front of the clip's camera."""
-    family = (u.one() * len(FAMILIES)).astype(int)
+    body = _bodies(world, people, u, frame, t_len)
+    target = body.origin + u.range(700.0, 1200.0)[:, None] * cam.UP
+    rotation, position, k_src, name = _camera(world, u, target)
+    return _Scene(points=cam.to_camera(body.points, rotation, position),
+                  torso_axes=rotation @ body.yaw @ body.posed.torso_axes,
+                  k_src=k_src, rotation=rotation, family=body.family, camera=name, people=people)
+
+
+@dataclass
+class _Bodies:
+    points: np.ndarray  # [B, len(POINT_NAMES), 3] world frame (y up), mm
+    posed: PosedBody  # body-frame points and torso axes
+    yaw: np.ndarray  # [B, 3, 3] body -> world heading
+    origin: np.ndarray  # [B, 3] where the person stands, world mm
+    family: np.ndarray  # [B] activity index
+
+
+def _family(world: World, u: np.ndarray) -> np.ndarray:
+    """[B] activity index from uniforms: uniform, or by the world's ``activity_weights``."""
+    if not world.activity_weights:
+        return (u * len(FAMILIES)).astype(int)
+    cumulative = np.cumsum(world.activity_weights) / np.sum(world.activity_weights)
+    return np.minimum(np.searchsorted(cumulative, u, side="right"), len(FAMILIES) - 1)
+
+
+def _bodies(world: World, people: _People, u: _Stream, frame: np.ndarray, t_len: int) -> _Bodies:
+    """Each clip's person posed at its frame and standing on the floor of the world (y up)."""
+    family = _family(world, u.one())
     mirror = u.one() < 0.5
     start = draw_poses(family, u.take(P), mirror, world.pose_widen)
     end = draw_poses(family, u.take(P), mirror, world.pose_widen)
@@ -169,10 +196,46 @@ def _scene(world: World, people: _People, u: _Stream, frame: np.ndarray, t_len: 
     walk = np.stack([np.sin(heading), np.zeros_like(heading), np.cos(heading)], -1)
     floor = pts[:, :, 1].min(axis=1) - people.shape.radius("foot")
     pts = pts + (origin + walk_offset(family, frame)[:, None] * walk - floor[:, None] * cam.UP)[:, None]
-    target = origin + u.range(700.0, 1200.0)[:, None] * cam.UP
-    rotation, position, k_src, name = _camera(world, u, target)
-    return _Scene(points=cam.to_camera(pts, rotation, position), torso_axes=rotation @ yaw @ posed.torso_axes,
-                  k_src=k_src, rotation=rotation, family=family, camera=name, people=people)
+    return _Bodies(points=pts, posed=posed, yaw=yaw, origin=origin, family=family)
+
+
+# --- pose-only worlds -----------------------------------------------------------------------------
+
+# y up (the synthetic world) -> y down (pose-only splits, ``formats``): a half turn about x.
+_Y_UP_TO_Y_DOWN = np.diag([1.0, -1.0, -1.0])
+
+
+@dataclass
+class PoseChunk:
+    """Poses of a pose-only world (shapes as in ``pose_study.data.formats``; no images, no camera)."""
+
+    joints_3d: np.ndarray  # [B, 17, 3] world frame, y down, mm
+    subject: np.ndarray
+    action: np.ndarray
+    clip: np.ndarray
+    frame: np.ndarray
+
+
+def synthesize_poses(spec: SynthesizeSpec, start: int, stop: int) -> PoseChunk:
+    """Poses ``start..stop-1`` of a pose-only world's ``spec`` (no rendering; clips as in
+    ``synthesize_chunk``)."""
+    if not spec.pose_only:
+        raise ValueError(f"world {spec.world!r} renders images; use synthesize_chunk")
+    if not 0 <= start < stop <= spec.num_samples:
+        raise ValueError(f"sample range {start}..{stop} is outside 0..{spec.num_samples}")
+    world = WORLD_DEFS[spec.world]
+    index = np.arange(start, stop)
+    t_len = spec.frames_per_clip
+    clip, frame = index // t_len, index % t_len
+    uc, inverse = np.unique(clip, return_inverse=True)
+    u = _Stream(_clip_uniforms(spec, uc)[inverse])
+    people = _people(world, spec.split, u)
+    body = _bodies(world, people, u, frame, t_len)
+    action = np.array(FAMILY_NAMES, dtype=object)[body.family]
+    names = [f"{s}_{a}_{k:06d}" for s, a, k in zip(people.subject, action, clip)]
+    return PoseChunk(joints_3d=(body.points[:, :17] @ _Y_UP_TO_Y_DOWN.T).astype(np.float32),
+                     subject=people.subject, action=action, clip=np.array(names, dtype=object),
+                     frame=frame.astype(np.int64))
 
 
 def _camera(world: World, u: _Stream, target: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -14,7 +14,15 @@ occluded   Occlusion-Person                lab-like capture (8 cameras) with box
                                            front of the person; labels kept (annotated)
 outdoor    MPI-INF-3DHP                    sky and textured ground, camera heights from knee
                                            level to above the head, a camera per clip
+mocap      CMU mocap / AMASS (pose-only)   no images, no camera: 3D poses of other subjects
+                                           (bone lengths) with another activity mix, for the
+                                           study's pose-only role; world frame, y down
 =========  ==============================  =================================================
+
+The ``mocap`` world is a pose pool: its subjects (``MC01``…) are none of the lab world's, so it
+never holds a lab test subject's pose, and it has only ``train`` and ``val`` splits. Being cheap
+(no rendering), it can hold many more poses than the lab train split; its size is the spec's
+``num_samples``.
 
 All randomness is drawn per clip and per sample from ``numpy.random.default_rng`` seeded with
 ``[seed, world, split, joint set, stream, index]`` (stream 0 = clip, 1 = sample), so the data do
@@ -27,7 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-WORLDS = ("wild", "lab", "occluded", "outdoor")
+WORLDS = ("wild", "lab", "occluded", "outdoor", "mocap")
+POSE_ONLY_WORLDS = ("mocap",)
 SPLITS = ("train", "val", "test")
 JOINT_SETS = ("h36m17", "mpii16", "lsp14", "flic11")
 WILD_JOINT_SETS = ("mpii16", "lsp14", "flic11")
@@ -69,6 +78,8 @@ class SynthesizeSpec:
     def __post_init__(self) -> None:
         _choice("world", self.world, WORLDS)
         _choice("split", self.split, SPLITS)
+        if self.world in POSE_ONLY_WORLDS:
+            _choice("split", self.split, tuple(WORLD_DEFS[self.world].subjects), f" for world {self.world!r}")
         allowed = WILD_JOINT_SETS if self.world == "wild" else ("h36m17",)
         object.__setattr__(self, "joint_set", self.joint_set or allowed[0])
         _choice("joint_set", self.joint_set, allowed, f" for world {self.world!r}")
@@ -83,6 +94,11 @@ class SynthesizeSpec:
         if not self.dataset:
             name = f"synth_wild_{self.joint_set}" if self.world == "wild" else f"synth_{self.world}"
             object.__setattr__(self, "dataset", name)
+
+    @property
+    def pose_only(self) -> bool:
+        """True for a world without images (written as a pose-only split)."""
+        return self.world in POSE_ONLY_WORLDS
 
     @property
     def frames_per_clip(self) -> int:
@@ -145,6 +161,8 @@ class World:
         truncation: Probability of a tight, shifted crop that cuts the person.
         pose_widen: Multiplies pose spreads.
         noise: (min, max) pixel noise sigma, grey levels.
+        activity_weights: Relative frequency of each activity family (``poses.FAMILY_NAMES``
+            order); empty = all equally likely.
     """
 
     name: str
@@ -164,6 +182,7 @@ class World:
     truncation: float = 0.0
     pose_widen: float = 1.0
     noise: tuple[float, float] = (1.5, 3.0)
+    activity_weights: tuple[float, ...] = ()
 
 
 WORLD_DEFS: dict[str, World] = {
@@ -189,5 +208,15 @@ WORLD_DEFS: dict[str, World] = {
                   "test": tuple(f"TS{i}" for i in range(1, 7))},
         source_size=(2048, 2048), focal=(1400.0, 1700.0), distance=(3000.0, 7000.0), elevation=(-12.0, 35.0),
         background="outdoor", crop_scale=(1.15, 1.35), noise=(2.0, 5.0),
+    ),
+    # A mocap-collection-like mix (CMU: much locomotion, sports and reaching, little sitting),
+    # unlike the lab world's uniform mix; wider pose spreads. Subjects disjoint from every world.
+    "mocap": World(
+        "mocap", has_3d=True,
+        subjects={"train": tuple(f"MC{i:02d}" for i in range(1, 41)),
+                  "val": tuple(f"MC{i:02d}" for i in range(41, 45))},
+        area=2000.0, pose_widen=1.15,
+        # standing, walking, arms_raised, sitting, crouching, reaching, bending, sports
+        activity_weights=(0.5, 3.0, 1.5, 0.5, 1.0, 1.5, 1.0, 3.0),
     ),
 }
