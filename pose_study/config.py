@@ -253,7 +253,7 @@ class Study:
                             device=self.config["device"], examples=e["examples"], lifters=lifters,
                             primary=self.primary_lifter(arm) if lifters else None,
                             beta=self.config["guidance"]["beta"],
-                            heatmap_sigma=self.config["pretrain_pose"]["heatmap_sigma"])
+                            heatmap_sigma=self.detector_heatmap_sigma)
 
     # --- arms and lifters ---
 
@@ -305,8 +305,18 @@ class Study:
         data["loop"] = {**data["loop"], "seed": seed, "device": self.config["device"]}
         return spec_from_dict(TrainLifterSpec, data, where="train_lifter")
 
+    @property
+    def detector_heatmap_sigma(self) -> float:
+        """The heatmap σ (heatmap px) the arms' detectors are trained at: ``finetune_3d.loop``'s.
+
+        MPT's synthetic heatmaps (``pretrain_pose``) and the ground-truth heatmaps evaluate gives
+        heatmap lifters use it too, so a heatmap lifter sees detector-like maps everywhere.
+        """
+        loop = self.config["finetune_3d"]["loop"]
+        return loop["heatmap_sigma"] if "heatmap_sigma" in loop else loop["sigma"]  # key being renamed to heatmap_sigma
+
     def pretrain_pose_spec(self, lifter: str, seed: int) -> PretrainPoseSpec:
-        data = {**self.config["pretrain_pose"], "lifter": lifter,
+        data = {**self.config["pretrain_pose"], "lifter": lifter, "heatmap_sigma": self.detector_heatmap_sigma,
                 "options": applicable_options(lifter, self.config["lifters"]["options"])}
         data["loop"] = {**data["loop"], "seed": seed, "device": self.config["device"]}
         return spec_from_dict(PretrainPoseSpec, data, where="pretrain_pose")

@@ -82,7 +82,7 @@ class EvaluateSpec:
     lifters: tuple[str, ...] = ()
     primary: str | None = None
     beta: float = 100.0
-    heatmap_sigma: float = 0.75
+    heatmap_sigma: float = 2.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lifters", tuple(self.lifters))

@@ -6,7 +6,9 @@
   into short sequences by repetition with noise and jitter (``sequences_from_images``), supervised
   by reprojection only.
 * ``mpt`` lifters (MPT, Lin et al.): Gaussian heatmaps synthesised from the 3D training poses through
-  random virtual cameras, with masked joints, noise and jitter (``mpt_pretrain_loss``).
+  virtual cameras (the paper's 4 fixed ones, or random), with masked joints, noise and jitter
+  (``mpt_pretrain_loss``), at the detector's heatmap σ (the study config passes the detector
+  loop's value, ``config.Study.detector_heatmap_sigma``).
 
 Validation: MPJPE (mm, root-relative) on the validation split from ground-truth 2D (apt: windows of
 the split's clips; mpt: Gaussian heatmaps of σ = ``heatmap_sigma`` at the ground-truth joints).
@@ -30,6 +32,7 @@ from pose_study.data.batches import random_indices
 from pose_study.data.poses import PoseData
 from pose_study.lifters.batch import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS
+from pose_study.lifters.pretraining import VIRTUAL_CAMERAS
 from pose_study.stages import _training
 from pose_study.stages._pose_training import flops_per_sample, freeze_options, sampler, setup, train_and_write
 from pose_study.train.lifting import PoseLoopSpec, PoseTraining, Schedule, validate_lifter
@@ -45,7 +48,7 @@ class PretrainPoseSpec:
     Attributes:
         lifter: Preset name of kind ``apt`` or ``mpt`` (``pose_study.lifters.LIFTERS``).
         steps: Optimiser steps.
-        lr: Initial Adam learning rate.
+        lr: Initial Adam learning rate (MPT: 2e-4, the paper's; APTPose states none).
         lr_steps: Fractions of ``steps`` after which the LR drops ×``loop.lr_decay``.
         batch_size: Samples (sequences for apt) per step.
         mask_levels: APTPose mask levels in use (``lifters.masks.MASK_LEVELS``; empty: no masking).
@@ -55,7 +58,10 @@ class PretrainPoseSpec:
         noise_px: Gaussian noise on every 2D joint of the input sequences (apt), crop px.
         jitter_px: σ of the per-frame shift of image sequences (apt) or the per-joint peak shift of
             synthetic heatmaps (mpt), crop px.
-        heatmap_sigma: Gaussian σ of synthetic heatmaps, heatmap px (mpt).
+        heatmap_sigma: Gaussian σ of synthetic heatmaps, heatmap px (mpt): the detector's training
+            σ (the detector loop's default, 2), so zero-shot input looks like pre-training input.
+        virtual_cameras: MPT's cameras (``lifters.pretraining.VIRTUAL_CAMERAS``): ``fixed``, the
+            paper's 4 Human3.6M S1 cameras, or ``random`` (any yaw, pitch ± 30°, 3–6 m).
         heatmap_noise: σ of the additive per-pixel noise on synthetic heatmaps of peak 1 (mpt).
         options: Lifter ablation options (``lifters.OPTIONS``) as sorted (key, value) pairs.
         loop: Loop settings.
@@ -63,7 +69,7 @@ class PretrainPoseSpec:
 
     lifter: str
     steps: int = 2000
-    lr: float = 1e-3
+    lr: float = 2e-4
     lr_steps: tuple[float, ...] = (0.75,)
     batch_size: int = 256
     mask_levels: tuple[str, ...] = MASK_LEVELS
@@ -72,7 +78,8 @@ class PretrainPoseSpec:
     lambda_2d: float = 0.5
     noise_px: float = 1.0
     jitter_px: float = 2.0
-    heatmap_sigma: float = 0.75
+    heatmap_sigma: float = 2.0
+    virtual_cameras: str = "fixed"
     heatmap_noise: float = 0.05
     options: tuple[tuple[str, Any], ...] = ()
     loop: PoseLoopSpec = field(default_factory=PoseLoopSpec)
@@ -92,6 +99,8 @@ class PretrainPoseSpec:
             raise ValueError(f"steps and batch_size must be ≥ 1, got {self.steps} and {self.batch_size}")
         if min(self.lambda_3d, self.lambda_2d, self.noise_px, self.jitter_px, self.heatmap_noise) < 0:
             raise ValueError("lambda_3d, lambda_2d, noise_px, jitter_px and heatmap_noise must be ≥ 0")
+        if self.virtual_cameras not in VIRTUAL_CAMERAS:
+            raise ValueError(f"virtual_cameras must be one of {VIRTUAL_CAMERAS}, got {self.virtual_cameras!r}")
         if self.heatmap_sigma <= 0:
             raise ValueError(f"heatmap_sigma must be > 0, got {self.heatmap_sigma}")
 
@@ -123,7 +132,8 @@ def mpt_loss(spec: PretrainPoseSpec):
 
         return pretraining.mpt_pretrain_loss(model, batch, mask_ratio=spec.mask_ratio, sigma=spec.heatmap_sigma,
                                              jitter_px=spec.jitter_px, noise_std=spec.heatmap_noise,
-                                             lambda_3d=spec.lambda_3d, lambda_2d=spec.lambda_2d, generator=generator)
+                                             lambda_3d=spec.lambda_3d, lambda_2d=spec.lambda_2d, generator=generator,
+                                             cameras=spec.virtual_cameras)
 
     return loss
 
