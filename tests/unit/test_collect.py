@@ -242,3 +242,17 @@ def test_lifter_runs_and_variants_are_collected():
     assert not m["variant"].str.startswith("lifter:")[m["testset"] == "wild_mpii_val"].any()
     curves = tidy.read_table(tree.tables, "curves")
     assert {"pretrain_pose", "train_lifter"} <= set(curves["stage"])
+
+
+def test_metric_rows_carry_both_2d_decoders_and_the_argmax_lifter_input():
+    key = RunKey("finetune_3d", "l2d_single", "hg1_tiny", "wild_mpii", "lab", 0)
+    doc = {"source": "synthetic", "samples": 4, "primary_metric": "mpjpe", "metrics": {}, "per_action": {},
+           "baselines": {}, "decoder": "argmax_refined",
+           "decoders": {"argmax_refined": {"error_2d_px": 1.5}, "soft_argmax": {"error_2d_px": 2.25}},
+           "lifters": {"mlp_tiny/scratch": {"detected": {"mpjpe": 50.0}, "gt_2d": {"mpjpe": 40.0},
+                                            "detected_argmax_refined": {"mpjpe": 48.0}}}}
+    rows = tidy.metric_rows(key, matrix.EvalSplit("lab", "test", "3d"), doc)
+    got = {(r["variant"], r["metric"]): r["value"] for r in rows}
+    assert got == {("decoder:argmax_refined", "error_2d_px"): 1.5, ("decoder:soft_argmax", "error_2d_px"): 2.25,
+                   ("lifter:mlp_tiny/scratch", "mpjpe"): 50.0, ("gt_2d:mlp_tiny/scratch", "mpjpe"): 40.0,
+                   ("lifter_argmax_refined:mlp_tiny/scratch", "mpjpe"): 48.0}
