@@ -1,9 +1,9 @@
 """Pose-only objectives of the APTPose and MPT arms, and the synthetic inputs they train on.
 
 * APTPose (Yang et al.): :func:`apt_pretrain_loss` (masked pose modeling at every enabled mask
-  level in parallel, 3D loss on 3D samples, reprojection loss on every sample),
-  :func:`sequence_pose_loss` (fine-tuning: pose and bone-vector L2 on the sequence and on its centre
-  frame) and :func:`sequences_from_images` (2D images → short noisy sequences).
+  level in parallel plus temporal masking, the padding decoder's 3D loss on 3D samples,
+  reprojection loss on every sample), :func:`sequence_pose_loss` (fine-tuning: pose and
+  bone-vector L2 on the decoded sequence and on the aggregator's centre frame) and :func:`sequences_from_images` (2D images → short noisy sequences).
 * MPT (Lin et al.): :func:`virtual_cameras` (the paper's 4 fixed cameras, or random ones) and
   :func:`synthesize_heatmaps` (at the detector's heatmap σ) turn 3D poses into detector-like heatmaps; :func:`mpt_pretrain_loss` regresses 3D from them (masked joints,
   noise, jitter; L1 on 3D and on the 2D reprojection).
@@ -25,7 +25,7 @@ from pose_study.data import codecs
 from pose_study.lifters import inputs
 from pose_study.lifters.apt import reproject_2d
 from pose_study.lifters.batch import PoseBatch
-from pose_study.lifters.masks import MASK_LEVELS, mask_groups, sample_mask
+from pose_study.lifters.masks import MASK_LEVELS, mask_groups, sample_mask, sample_temporal_mask
 from pose_study.predict import STRIDE, crop_to_heatmap
 from pose_study.skeletons import CANONICAL, ROOT
 from pose_study.train.checkpoint import unwrap
@@ -90,7 +90,8 @@ def _bones(joints: torch.Tensor, valid: torch.Tensor, parents: Sequence[int]) ->
 # --- APTPose ---------------------------------------------------------------------------------------
 
 def sequence_pose_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-                       parents: Sequence[int] = CANONICAL.parents) -> dict[str, torch.Tensor]:
+                       parents: Sequence[int] = CANONICAL.parents,
+                       centre: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """APTPose fine-tuning loss: pose and bone-vector L2, on the whole sequence and on the centre frame.
 
     Args:
@@ -98,6 +99,8 @@ def sequence_pose_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Te
         target: [B, T, K, 3] ground truth, same units.
         valid: [B, T, K] bool; a bone counts where both its joints are valid.
         parents: Parent index per joint (``-1`` for the root); default ``CANONICAL``'s.
+        centre: [B, K, 3] the centre-frame prediction (APTPose: the temporal aggregator's), or
+            None to use ``pred``'s centre frame.
 
     Returns:
         ``pose_sequence``, ``pose_centre``, ``bone_sequence``, ``bone_centre`` (mean Euclidean
@@ -107,12 +110,14 @@ def sequence_pose_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Te
         raise ValueError(f"pred {tuple(pred.shape)}, target {tuple(target.shape)} and valid {tuple(valid.shape)} "
                          f"must be [B, T, K, 3] / [B, T, K] with K = {len(parents)}")
     c = pred.shape[1] // 2
+    centre = pred[:, c] if centre is None else centre
     bone_pred, bone_valid = _bones(pred, valid.bool(), parents)
     bone_target, _ = _bones(target, valid.bool(), parents)
+    bone_centre, _ = _bones(centre, valid[:, c].bool(), parents)
     terms = {"pose_sequence": _mean_distance(pred, target, valid),
-             "pose_centre": _mean_distance(pred[:, c], target[:, c], valid[:, c]),
+             "pose_centre": _mean_distance(centre, target[:, c], valid[:, c]),
              "bone_sequence": _mean_distance(bone_pred, bone_target, bone_valid),
-             "bone_centre": _mean_distance(bone_pred[:, c], bone_target[:, c], bone_valid[:, c])}
+             "bone_centre": _mean_distance(bone_centre, bone_target[:, c], bone_valid[:, c])}
     return {**terms, "total": sum(terms.values())}
 
 
@@ -143,12 +148,20 @@ def _apt_reprojection(pred: torch.Tensor, batch: PoseBatch) -> torch.Tensor:
     return torch.where(has_camera[..., None, None], exact, weak)
 
 
+def _learned_reprojection_loss(reprojected: torch.Tensor, batch: PoseBatch) -> torch.Tensor:
+    """Mean distance of the learned reprojection to the true 2D, both in ``normalise_2d`` units."""
+    return _mean_distance(reprojected, inputs.normalise_2d(batch.joints_2d, batch.valid_2d), batch.valid_2d)
+
+
 def apt_pretrain_loss(model: nn.Module, batch: PoseBatch, levels: Iterable[str], ratio: float, lambda_3d: float,
-                      lambda_2d: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                      lambda_2d: float, generator: torch.Generator | None = None,
+                      temporal_ratio: float = 0.0) -> dict[str, torch.Tensor]:
     """APTPose masked pose modeling: reconstruct the 3D sequence from hierarchically masked 2D.
 
     Each enabled level draws its own mask (``ratio`` of the joints, whole groups) and feeds it to
-    its own encoder; the input is ``normalise_2d`` of the ground-truth 2D of every frame.
+    its own encoder; a temporal mask hides ``temporal_ratio`` of the frames from the encoder, and
+    the padding decoder reconstructs every frame. The input is ``normalise_2d`` of the
+    ground-truth 2D of every frame.
 
     Args:
         model: An ``AptLifter`` (possibly DDP-wrapped).
@@ -156,26 +169,35 @@ def apt_pretrain_loss(model: nn.Module, batch: PoseBatch, levels: Iterable[str],
         levels: Enabled mask levels (subset of ``MASK_LEVELS``; empty → nothing masked).
         ratio: Fraction of joints each level masks.
         lambda_3d: Weight of ``loss_3d`` (mean joint distance to ``relative_3d``, metres, 3D samples).
-        lambda_2d: Weight of ``loss_2d`` (mean reprojection distance / crop size, every sample;
-            exact camera for 3D samples, weak perspective for 2D-only ones).
+        lambda_2d: Weight of ``loss_2d``, on every sample: with the learned reprojection module
+            (the paper's), the mean distance of its 2D to ``normalise_2d`` of the true 2D
+            (unitless, RMS 1 per pose); with ``reprojection="analytic"``, the mean reprojection
+            distance / crop size (exact camera for 3D samples, weak perspective for 2D-only ones).
         generator: Random source of the masks.
+        temporal_ratio: Fraction of frames masked (``masks.sample_temporal_mask``; 0: none).
 
     Returns:
-        ``loss_3d``, ``loss_2d``, ``mask_fraction`` (masked joints / all, over levels) and
-        ``total`` = λ3D·loss_3d + λ2D·loss_2d.
+        ``loss_3d``, ``loss_2d``, ``mask_fraction`` (masked joints / all, over levels),
+        ``frame_fraction`` (masked frames / all) and ``total`` = λ3D·loss_3d + λ2D·loss_2d.
     """
     b, t, k = batch.valid_2d.shape
     device = batch.joints_2d.device
     masks = level_masks(levels, (b, t, k), ratio, generator, device)
+    frames = sample_temporal_mask((b, t), temporal_ratio, generator, device) if temporal_ratio > 0 else None
     x = inputs.normalise_2d(batch.joints_2d, batch.valid_2d)
-    pred = model(x, batch.valid_2d, masks=masks, sequence=True)
+    out = model(x, batch.valid_2d, masks=masks, sequence=True, temporal_mask=frames)
+    pred = out["sequence"]
     valid_3d = batch.valid_3d.bool() & batch.is_3d.bool()[:, None, None]
     has_target = valid_3d & valid_3d[..., ROOT : ROOT + 1]
     loss_3d = _mean_distance(pred, inputs.relative_3d(batch.joints_3d, valid_3d), has_target)
-    loss_2d = _mean_distance(_apt_reprojection(pred, batch), batch.joints_2d, batch.valid_2d) / batch.crop_size
+    if out["reprojected"] is not None:
+        loss_2d = _learned_reprojection_loss(out["reprojected"], batch)
+    else:
+        loss_2d = _mean_distance(_apt_reprojection(pred, batch), batch.joints_2d, batch.valid_2d) / batch.crop_size
     fraction = torch.stack([m.float().mean() for m in masks.values()]).mean() if masks else pred.new_zeros(())
+    frame_fraction = frames.float().mean() if frames is not None else pred.new_zeros(())
     return {"loss_3d": loss_3d, "loss_2d": loss_2d, "mask_fraction": fraction.detach(),
-            "total": lambda_3d * loss_3d + lambda_2d * loss_2d}
+            "frame_fraction": frame_fraction.detach(), "total": lambda_3d * loss_3d + lambda_2d * loss_2d}
 
 
 def sequences_from_images(batch: PoseBatch, frames: int, noise_px: float, jitter_px: float,

@@ -1,8 +1,10 @@
 """Stage ``pretrain_pose``: pre-training a lifter from poses alone (no images).
 
 * ``apt`` lifters (APTPose, Yang et al.): hierarchical masked pose modeling on 2D pose sequences of
-  the 3D training split (``lifters.pretraining.apt_pretrain_loss``: λ_3D · 3D reconstruction +
-  λ_2D · reprojection). With ``--train-2d`` datasets, half of every batch are 2D-only images made
+  the 3D training split, with temporal masking (``temporal_mask_ratio`` of the frames hidden
+  from the encoder, filled by the padding decoder) (``lifters.pretraining.apt_pretrain_loss``:
+  λ_3D · 3D reconstruction + λ_2D · reprojection, learned or analytic per the lifter's
+  ``reprojection`` option). With ``--train-2d`` datasets, half of every batch are 2D-only images made
   into short sequences by repetition with noise and jitter (``sequences_from_images``), supervised
   by reprojection only.
 * ``mpt`` lifters (MPT, Lin et al.): Gaussian heatmaps synthesised from the 3D training poses through
@@ -53,6 +55,8 @@ class PretrainPoseSpec:
         batch_size: Samples (sequences for apt) per step.
         mask_levels: APTPose mask levels in use (``lifters.masks.MASK_LEVELS``; empty: no masking).
         mask_ratio: Share of joints masked (APTPose levels; MPT masked-joint modeling).
+        temporal_mask_ratio: Share of each window's frames hidden from the APTPose encoder (filled
+            by the padding decoder); APTPose does not state a value, 0.5 here.
         lambda_3d: Weight of the 3D reconstruction loss.
         lambda_2d: Weight of the 2D reprojection loss.
         noise_px: Gaussian noise on every 2D joint of the input sequences (apt), crop px.
@@ -74,6 +78,7 @@ class PretrainPoseSpec:
     batch_size: int = 256
     mask_levels: tuple[str, ...] = MASK_LEVELS
     mask_ratio: float = 0.3
+    temporal_mask_ratio: float = 0.5
     lambda_3d: float = 1.0
     lambda_2d: float = 0.5
     noise_px: float = 1.0
@@ -95,6 +100,8 @@ class PretrainPoseSpec:
             raise ValueError(f"unknown mask level(s) {unknown}; choices: {list(MASK_LEVELS)}")
         if not 0 <= self.mask_ratio <= 1:
             raise ValueError(f"mask_ratio must be in [0, 1], got {self.mask_ratio}")
+        if not 0 <= self.temporal_mask_ratio < 1:
+            raise ValueError(f"temporal_mask_ratio must be in [0, 1), got {self.temporal_mask_ratio}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be ≥ 1, got {self.steps} and {self.batch_size}")
         if min(self.lambda_3d, self.lambda_2d, self.noise_px, self.jitter_px, self.heatmap_noise) < 0:
@@ -119,7 +126,8 @@ def apt_loss(spec: PretrainPoseSpec):
         from pose_study.lifters import pretraining
 
         return pretraining.apt_pretrain_loss(model, batch, levels=spec.mask_levels, ratio=spec.mask_ratio,
-                                             lambda_3d=spec.lambda_3d, lambda_2d=spec.lambda_2d, generator=generator)
+                                             lambda_3d=spec.lambda_3d, lambda_2d=spec.lambda_2d, generator=generator,
+                                             temporal_ratio=spec.temporal_mask_ratio)
 
     return loss
 

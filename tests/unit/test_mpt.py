@@ -166,7 +166,8 @@ def test_mpt_pretrain_loss_with_noise_runs_and_weights_terms():
         mpt_pretrain_loss(lifter, pair, 0.3, 0.75, 0.0, 0.0, 1.0, 1.0)
 
 
-@pytest.mark.parametrize(("name", "options"), [("apt_tiny", {"fusion": "add"}), ("mpt_tiny", {"input": "coords"}),
+@pytest.mark.parametrize(("name", "options"), [("apt_tiny", {"fusion": "add"}), ("apt_tiny", {"reprojection": "analytic"}),
+                                               ("mpt_tiny", {"input": "coords"}),
                                                ("mpt_tiny", {})])
 def test_weight_file_round_trip(tmp_path, name, options):
     from pose_study.lifters import example_input, load_lifter, save_lifter
