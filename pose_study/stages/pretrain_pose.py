@@ -133,7 +133,7 @@ def apt_loss(spec: PretrainPoseSpec):
 
 
 def mpt_loss(spec: PretrainPoseSpec):
-    """``(model, batch, generator) -> terms``: MPT heatmaps from 3D poses through random virtual cameras."""
+    """``(model, batch, generator) -> terms``: MPT heatmaps from 3D poses through virtual cameras (fixed or random)."""
 
     def loss(model: nn.Module, batch: PoseBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         from pose_study.lifters import pretraining
