@@ -313,10 +313,12 @@ class Study:
         heatmap lifters use it too, so a heatmap lifter sees detector-like maps everywhere.
         """
         loop = self.config["finetune_3d"]["loop"]
-        return loop["heatmap_sigma"] if "heatmap_sigma" in loop else loop["sigma"]  # key being renamed to heatmap_sigma
+        # the loop's key is being renamed from sigma to heatmap_sigma: read whichever the schema has
+        return loop["heatmap_sigma"] if "heatmap_sigma" in loop else loop["sigma"]
 
     def pretrain_pose_spec(self, lifter: str, seed: int) -> PretrainPoseSpec:
-        data = {**self.config["pretrain_pose"], "lifter": lifter, "heatmap_sigma": self.detector_heatmap_sigma,
+        data = {**self.config["pretrain_pose"], "lifter": lifter,
+                "heatmap_sigma": self.detector_heatmap_sigma,
                 "options": applicable_options(lifter, self.config["lifters"]["options"])}
         data["loop"] = {**data["loop"], "seed": seed, "device": self.config["device"]}
         return spec_from_dict(PretrainPoseSpec, data, where="pretrain_pose")

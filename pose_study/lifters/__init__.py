@@ -35,7 +35,7 @@ KINDS = {"mlp": MlpLifter, "graph": GraphLifter, "transformer": TransformerLifte
          "mpt": MptLifter}
 INPUTS = ("coords", "heatmaps")
 FUSIONS = ("multiply", "add")
-REPROJECTIONS = ("learned", "analytic")  # APTPose's reprojection module: the paper's learned one, or the camera
+REPROJECTIONS = ("learned", "analytic")  # APTPose's reprojection: the paper's learned module, or the camera
 OPTIONS = ("input", "fusion", "reprojection")  # the ablation switches a study config may override
 
 
@@ -82,7 +82,8 @@ class LifterPreset:
         if self.frames < 1 or self.frames % 2 == 0:
             raise ValueError(f"frames must be odd and ≥ 1 (the centre frame is predicted), got {self.frames}")
         if self.kind == "apt" and 3 ** round(math.log(self.frames, 3)) != self.frames:
-            raise ValueError(f"apt lifters aggregate frames by 3 per stage: frames must be a power of 3, got {self.frames}")
+            raise ValueError(f"apt lifters aggregate frames by 3 per stage: frames must be a power of 3, "
+                             f"got {self.frames}")
 
 
 LIFTERS: dict[str, LifterPreset] = {
@@ -117,7 +118,10 @@ def resolve_preset(name: str, options: dict[str, Any] | None = None) -> LifterPr
 
 
 def applicable_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    """The study-wide ablation ``options`` that concern lifter ``name`` (fusion, reprojection: apt; input: mpt)."""
+    """The study-wide ablation ``options`` that concern lifter ``name``.
+
+    fusion and reprojection concern apt lifters, input mpt ones.
+    """
     kind = LIFTERS[name].kind
     concerns = {"fusion": kind == "apt", "reprojection": kind == "apt", "input": kind == "mpt"}
     return {k: v for k, v in (options or {}).items() if concerns.get(k, True) and v is not None}

@@ -77,7 +77,8 @@ class _AggregationStage(nn.Module):
         super().__init__()
         self.norm, self.ffn_norm = nn.LayerNorm(width), nn.LayerNorm(width)
         self.conv = nn.Conv1d(width, width, AGGREGATION_STRIDE, stride=AGGREGATION_STRIDE)
-        self.ffn = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * width, width))
+        self.ffn = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(2 * width, width))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         centre = frames[:, AGGREGATION_STRIDE // 2 :: AGGREGATION_STRIDE]
@@ -94,8 +95,8 @@ class TemporalAggregator(nn.Module):
         while AGGREGATION_STRIDE**stages < frames:
             stages += 1
         if AGGREGATION_STRIDE**stages != frames:
-            raise ValueError(f"the apt aggregator folds frames by {AGGREGATION_STRIDE}: frames must be a power of "
-                             f"{AGGREGATION_STRIDE} (1, 3, 9, 27, 81, 243), got {frames}")
+            raise ValueError(f"the apt aggregator folds frames by {AGGREGATION_STRIDE}: frames must be a "
+                             f"power of {AGGREGATION_STRIDE} (1, 3, 9, 27, 81, 243), got {frames}")
         self.num_joints = num_joints
         self.stages = nn.Sequential(*(_AggregationStage(width, dropout) for _ in range(stages)))
         self.norm = nn.LayerNorm(width)
@@ -108,7 +109,7 @@ class TemporalAggregator(nn.Module):
 
 
 class LearnedReprojection(nn.Module):
-    """The learned reprojection module: [..., K, 3] root-relative metres → [..., K, 2] ``normalise_2d`` units.
+    """The learned reprojection: [..., K, 3] root-relative metres → [..., K, 2] ``normalise_2d`` units.
 
     A linear embedding, two residual MLP blocks and a linear output, over the whole pose.
     """
@@ -117,8 +118,9 @@ class LearnedReprojection(nn.Module):
         super().__init__()
         self.num_joints = num_joints
         self.embed = nn.Linear(num_joints * 3, width)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(),
-                                                  nn.Dropout(dropout), nn.Linear(width, width)) for _ in range(blocks))
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Dropout(dropout),
+                          nn.Linear(width, width)) for _ in range(blocks))
         self.out = nn.Linear(width, num_joints * 2)
 
     def forward(self, pose_m: torch.Tensor) -> torch.Tensor:
@@ -171,8 +173,9 @@ class AptLifter(nn.Module):
             counts = temporal_mask.sum(-1)
             if tuple(temporal_mask.shape) != tuple(x.shape[:2]) or (counts != counts[0]).any() or \
                     counts[0] >= self.num_frames:
-                raise ValueError(f"temporal_mask must be [B, {self.num_frames}] bool with the same number (< T) of "
-                                 f"masked frames per sample (masks.sample_temporal_mask), got {tuple(temporal_mask.shape)}")
+                raise ValueError(f"temporal_mask must be [B, {self.num_frames}] bool with the same number (< T) "
+                                 f"of masked frames per sample (masks.sample_temporal_mask), got "
+                                 f"{tuple(temporal_mask.shape)}")
 
     def _fuse(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Per-joint fusion of the level features [B, T, K, d] → frame tokens [B, T, width]."""
@@ -195,7 +198,8 @@ class AptLifter(nn.Module):
         if temporal_mask is None:
             return self.temporal(tokens), None
         keep = self.num_frames - int(temporal_mask[0].sum())
-        order = torch.sort(temporal_mask.to(torch.int8), dim=1, stable=True).indices[:, :keep]  # unmasked, in order
+        # the unmasked frames' indices, in time order
+        order = torch.sort(temporal_mask.to(torch.int8), dim=1, stable=True).indices[:, :keep]
         kept = tokens.gather(1, order[..., None].expand(-1, -1, tokens.shape[-1]))
         return self.temporal(kept), order
 
@@ -236,7 +240,7 @@ class AptLifter(nn.Module):
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor, masks: dict[str, torch.Tensor] | None = None,
                 sequence: bool = False, temporal_mask: torch.Tensor | None = None):
-        """Centre frame [B, K, 3] from the aggregator (``sequence=True``: the dict of :meth:`forward_sequence`).
+        """Centre frame [B, K, 3] from the aggregator (``sequence=True``: :meth:`forward_sequence`'s dict).
 
         ``masks``, ``temporal_mask`` and ``sequence`` let training go through ``forward`` (so DDP
         wrappers see it).
@@ -261,7 +265,7 @@ def reproject_2d(pred_rel_m: torch.Tensor, joints_2d_px: torch.Tensor, valid: to
 
 def reproject_2d(pred_rel_m: torch.Tensor, joints_2d_px: torch.Tensor, valid: torch.Tensor,
                  root_mm: torch.Tensor | None = None, intrinsics: torch.Tensor | None = None) -> torch.Tensor:
-    """The analytic reprojection (APTPose's ablation; MPT's 2D loss): a root-relative 3D pose back to crop pixels.
+    """The analytic reprojection (APTPose's ablation; MPT's 2D loss): a 3D pose back to crop pixels.
 
     With a camera (``root_mm`` and ``intrinsics``) the pose is placed at the root and projected
     exactly (``inputs.reproject``; depths are kept ≥ ``MIN_DEPTH_MM`` in front of the camera so a

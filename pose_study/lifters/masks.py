@@ -144,5 +144,6 @@ def sample_temporal_mask(shape: Sequence[int], ratio: float, generator: torch.Ge
     draw_device = generator.device if generator is not None else torch.device("cpu")
     device = draw_device if device is None else torch.device(device)
     hidden = min(round(ratio * t), t - 1)
-    rank = torch.rand(b, t, generator=generator, device=draw_device).argsort(dim=-1).argsort(dim=-1).to(device)
+    draws = torch.rand(b, t, generator=generator, device=draw_device)
+    rank = draws.argsort(dim=-1).argsort(dim=-1).to(device)
     return rank < hidden

@@ -3,10 +3,12 @@
 * APTPose (Yang et al.): :func:`apt_pretrain_loss` (masked pose modeling at every enabled mask
   level in parallel plus temporal masking, the padding decoder's 3D loss on 3D samples,
   reprojection loss on every sample), :func:`sequence_pose_loss` (fine-tuning: pose and
-  bone-vector L2 on the decoded sequence and on the aggregator's centre frame) and :func:`sequences_from_images` (2D images → short noisy sequences).
+  bone-vector L2 on the decoded sequence and on the aggregator's centre frame) and
+  :func:`sequences_from_images` (2D images → short noisy sequences).
 * MPT (Lin et al.): :func:`virtual_cameras` (the paper's 4 fixed cameras, or random ones) and
-  :func:`synthesize_heatmaps` (at the detector's heatmap σ) turn 3D poses into detector-like heatmaps; :func:`mpt_pretrain_loss` regresses 3D from them (masked joints,
-  noise, jitter; L1 on 3D and on the 2D reprojection).
+  :func:`synthesize_heatmaps` (at the detector's heatmap σ) turn 3D poses into detector-like
+  heatmaps; :func:`mpt_pretrain_loss` regresses 3D from them (masked joints, noise, jitter; L1 on
+  3D and on the 2D reprojection).
 
 Every loss returns a dict of fp32 scalar tensors with a ``"total"`` entry. "L2" terms are mean
 Euclidean distances over valid joints (MPJPE-style; metres for 3D, crop sides for 2D); "L1" terms
@@ -193,7 +195,8 @@ def apt_pretrain_loss(model: nn.Module, batch: PoseBatch, levels: Iterable[str],
     if out["reprojected"] is not None:
         loss_2d = _learned_reprojection_loss(out["reprojected"], batch)
     else:
-        loss_2d = _mean_distance(_apt_reprojection(pred, batch), batch.joints_2d, batch.valid_2d) / batch.crop_size
+        reprojected = _apt_reprojection(pred, batch)
+        loss_2d = _mean_distance(reprojected, batch.joints_2d, batch.valid_2d) / batch.crop_size
     fraction = torch.stack([m.float().mean() for m in masks.values()]).mean() if masks else pred.new_zeros(())
     frame_fraction = frames.float().mean() if frames is not None else pred.new_zeros(())
     return {"loss_3d": loss_3d, "loss_2d": loss_2d, "mask_fraction": fraction.detach(),
@@ -278,8 +281,8 @@ def _fixed_views(b: int, generator: torch.Generator | None, device: torch.device
     return torch.deg2rad(views[:, 0]), torch.deg2rad(views[:, 1]), views[:, 2]
 
 
-def _look(joints_3d_mm: torch.Tensor, valid: torch.Tensor, crop_size: int, yaw: torch.Tensor, pitch: torch.Tensor,
-          distance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _look(joints_3d_mm: torch.Tensor, valid: torch.Tensor, crop_size: int, yaw: torch.Tensor,
+          pitch: torch.Tensor, distance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The root-relative pose rotated by (yaw, pitch), placed ``distance`` down the optical axis, with crop intrinsics."""
     joints = joints_3d_mm.float()
     rel = (joints - joints[:, ROOT : ROOT + 1]) * valid[..., None]
