@@ -440,9 +440,21 @@ class Plan:
     def _settings(self, model: str) -> dict:
         return self.config["model_settings"].get(model, {})
 
+    @property
+    def detector_heatmap_sigma(self) -> float:
+        """The heatmap σ (heatmap px) the arms' detectors are trained at: ``finetune_3d.loop``'s.
+
+        MPT's synthetic heatmaps (``pretrain_pose``) and the ground-truth heatmaps evaluate gives heatmap
+        lifters use it too, so a heatmap lifter sees detector-like maps everywhere.
+        """
+        return self.config["finetune_3d"]["loop"]["heatmap_sigma"]
+
     def loop(self, stage: str, key: RunKey) -> dict:
-        """The loop settings of one run: the stage's ``loop`` section, the seed and the device."""
+        """The loop settings of one run: the stage's ``loop`` section, the seed and the device (pose
+        stages: the detector's heatmap σ; a model's ``batch_size`` setting for its detector runs)."""
         loop = {**self.config[stage]["loop"], "seed": key.seed, "device": self.config["device"]}
+        if stage in ("pretrain_pose", "train_lifter"):
+            loop["heatmap_sigma"] = self.detector_heatmap_sigma
         batch = self._settings(key.model).get("batch_size") if key.model else None
         return {**loop, "batch_size": batch} if batch else loop
 
@@ -478,7 +490,7 @@ class Plan:
         return {**self.config["evaluate"], "model": key.model, "run": key.path, "device": self.config["device"],
                 "lifters": lifters, "primary": self.primary_lifter(key.arm) if lifters else None,
                 "beta": self.config["guidance"]["beta"],
-                "heatmap_sigma": self.config["pretrain_pose"]["loop"]["heatmap_sigma"]}
+                "heatmap_sigma": self.detector_heatmap_sigma}
 
     @property
     def primary_3d_test(self) -> str | None:

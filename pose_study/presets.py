@@ -13,6 +13,7 @@ networks from these entries.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -89,7 +90,8 @@ assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in MODELS)
 LIFTER_KINDS = ("mlp", "graph", "transformer", "apt", "mpt")
 INPUTS = ("coords", "heatmaps")
 FUSIONS = ("multiply", "add")
-OPTIONS = ("input", "fusion")  # the ablation switches a study config may override
+REPROJECTIONS = ("learned", "analytic")  # APTPose's reprojection: the paper's learned module, or the camera
+OPTIONS = ("input", "fusion", "reprojection")  # the ablation switches a study config may override
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ class LifterPreset:
         patch: Heatmap patch side in heatmap pixels (mpt).
         input: ``coords`` or ``heatmaps`` (mpt's ablation switch; the others take coords).
         fusion: How APTPose fuses its four mask-level encoders: ``multiply`` or ``add``.
+        reprojection: APTPose's 2D reprojection in pre-training: ``learned`` (the paper's MLP with
+            residual blocks) or ``analytic`` (camera projection / weak-perspective fit, the ablation).
     """
 
     kind: str
@@ -117,6 +121,7 @@ class LifterPreset:
     patch: int = 4
     input: str = "coords"
     fusion: str = "multiply"
+    reprojection: str = "learned"
 
     def __post_init__(self) -> None:
         if self.kind not in LIFTER_KINDS:
@@ -127,8 +132,13 @@ class LifterPreset:
             raise ValueError(f"only mpt lifters take heatmaps; {self.kind} takes coords")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.reprojection not in REPROJECTIONS:
+            raise ValueError(f"reprojection must be one of {REPROJECTIONS}, got {self.reprojection!r}")
         if self.frames < 1 or self.frames % 2 == 0:
             raise ValueError(f"frames must be odd and ≥ 1 (the centre frame is predicted), got {self.frames}")
+        if self.kind == "apt" and 3 ** round(math.log(self.frames, 3)) != self.frames:
+            raise ValueError(f"apt lifters aggregate frames by 3 per stage: frames must be a power of 3, "
+                             f"got {self.frames}")
 
 
 LIFTERS: dict[str, LifterPreset] = {
@@ -152,7 +162,7 @@ assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in LIFTERS)
 
 
 def resolve_preset(name: str, options: dict[str, Any] | None = None) -> LifterPreset:
-    """``LIFTERS[name]`` with the ablation ``options`` (``input``, ``fusion``) applied."""
+    """``LIFTERS[name]`` with the ablation ``options`` (``input``, ``fusion``, ``reprojection``) applied."""
     if name not in LIFTERS:
         raise ValueError(f"unknown lifter {name!r}; choices: {sorted(LIFTERS)}")
     options = {k: v for k, v in (options or {}).items() if v is not None}
@@ -163,7 +173,10 @@ def resolve_preset(name: str, options: dict[str, Any] | None = None) -> LifterPr
 
 
 def applicable_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    """The study-wide ablation ``options`` that concern lifter ``name`` (fusion: apt; input: mpt)."""
+    """The study-wide ablation ``options`` that concern lifter ``name``.
+
+    fusion and reprojection concern apt lifters, input mpt ones.
+    """
     kind = LIFTERS[name].kind
-    concerns = {"fusion": kind == "apt", "input": kind == "mpt"}
+    concerns = {"fusion": kind == "apt", "reprojection": kind == "apt", "input": kind == "mpt"}
     return {k: v for k, v in (options or {}).items() if concerns.get(k, True) and v is not None}

@@ -27,14 +27,15 @@ from pose_study.lifters.mlp import MlpLifter
 from pose_study.lifters.mpt import MptLifter
 from pose_study.lifters.transformer import TransformerLifter
 from pose_study.models import meta_flops
-from pose_study.presets import (FUSIONS, INPUTS, LIFTER_KINDS, LIFTERS, OPTIONS, LifterPreset, applicable_options,
-                                resolve_preset)
+from pose_study.presets import (FUSIONS, INPUTS, LIFTER_KINDS, LIFTERS, OPTIONS, REPROJECTIONS, LifterPreset,
+                                applicable_options, resolve_preset)
 from pose_study.train.checkpoint import load_file, load_state_dict_strict, model_state, save_file, unwrap
 
 KINDS = {"mlp": MlpLifter, "graph": GraphLifter, "transformer": TransformerLifter, "apt": AptLifter,
          "mpt": MptLifter}
 assert set(KINDS) == set(LIFTER_KINDS)
-__all__ = ["FUSIONS", "INPUTS", "KINDS", "LIFTERS", "OPTIONS", "LifterPreset", "applicable_options", "build_lifter",
+__all__ = ["FUSIONS", "INPUTS", "KINDS", "LIFTERS", "OPTIONS", "REPROJECTIONS", "LifterPreset", "applicable_options",
+           "build_lifter",
            "lifter_flops", "load_lifter", "resolve_preset", "save_lifter"]
 
 

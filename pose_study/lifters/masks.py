@@ -9,7 +9,8 @@ Four levels, each a set of joint groups found from a skeleton's data (names and 
 * ``side``: all joints of the person's left side, all joints of the right side.
 
 :func:`sample_mask` masks whole groups of one level per (sample, frame) until about ``ratio`` of
-the joints are hidden.
+the joints are hidden. :func:`sample_temporal_mask` hides whole frames of a window (temporal
+masking: the encoder sees the other frames, the padding decoder fills these in).
 """
 
 from __future__ import annotations
@@ -119,3 +120,30 @@ def sample_mask(groups: Groups, shape: Sequence[int], ratio: float, generator: t
     covered = member[order].cumsum(dim=2) > 0  # [B, T, G, K]: union of the first g + 1 groups
     taken = (covered.sum(dim=-1) < target).sum(dim=-1).clamp(max=len(groups) - 1)  # [B, T]
     return covered.gather(2, taken[:, :, None, None].expand(b, t, 1, k))[:, :, 0]
+
+
+def sample_temporal_mask(shape: Sequence[int], ratio: float, generator: torch.Generator | None = None,
+                         device: torch.device | str | None = None) -> torch.Tensor:
+    """Hide ``min(round(ratio · T), T − 1)`` frames of each window, at random positions per sample.
+
+    Every sample hides the same number of frames (the encoder then takes a [B, T − m] batch) and
+    keeps at least one.
+
+    Args:
+        shape: (B, T).
+        ratio: Target fraction of frames to hide, in [0, 1).
+        generator: Random source (draws happen on its device, then move to ``device``).
+        device: Device of the result (default: the generator's).
+
+    Returns:
+        [B, T] bool, True = frame masked.
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"temporal mask ratio must be in [0, 1), got {ratio}")
+    b, t = shape
+    draw_device = generator.device if generator is not None else torch.device("cpu")
+    device = draw_device if device is None else torch.device(device)
+    hidden = min(round(ratio * t), t - 1)
+    draws = torch.rand(b, t, generator=generator, device=draw_device)
+    rank = draws.argsort(dim=-1).argsort(dim=-1).to(device)
+    return rank < hidden

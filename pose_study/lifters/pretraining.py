@@ -1,12 +1,14 @@
 """Pose-only objectives of the APTPose and MPT arms, and the synthetic inputs they train on.
 
 * APTPose (Yang et al.): :func:`apt_pretrain_loss` (masked pose modeling at every enabled mask
-  level in parallel, 3D loss on 3D samples, reprojection loss on every sample),
-  :func:`sequence_pose_loss` (fine-tuning: pose and bone-vector L2 on the sequence and on its centre
-  frame) and :func:`sequences_from_images` (2D images → short noisy sequences).
-* MPT (Lin et al.): :func:`random_virtual_cameras` and :func:`synthesize_heatmaps` turn 3D poses
-  into detector-like heatmaps; :func:`mpt_pretrain_loss` regresses 3D from them (masked joints,
-  noise, jitter; L1 on 3D and on the 2D reprojection).
+  level in parallel plus temporal masking, the padding decoder's 3D loss on 3D samples,
+  reprojection loss on every sample), :func:`sequence_pose_loss` (fine-tuning: pose and
+  bone-vector L2 on the decoded sequence and on the aggregator's centre frame) and
+  :func:`sequences_from_images` (2D images → short noisy sequences).
+* MPT (Lin et al.): :func:`virtual_cameras` (the paper's 4 fixed cameras, or random ones) and
+  :func:`synthesize_heatmaps` (at the detector's heatmap σ) turn 3D poses into detector-like
+  heatmaps; :func:`mpt_pretrain_loss` regresses 3D from them (masked joints, noise, jitter; L1 on
+  3D and on the 2D reprojection).
 
 Every loss returns a dict of fp32 scalar tensors with a ``"total"`` entry. "L2" terms are mean
 Euclidean distances over valid joints (MPJPE-style; metres for 3D, crop sides for 2D); "L1" terms
@@ -25,7 +27,7 @@ from pose_study.data import codecs
 from pose_study.lifters import inputs
 from pose_study.lifters.apt import reproject_2d
 from pose_study.data.poses import PoseBatch
-from pose_study.lifters.masks import MASK_LEVELS, mask_groups, sample_mask
+from pose_study.lifters.masks import MASK_LEVELS, mask_groups, sample_mask, sample_temporal_mask
 from pose_study.predict import STRIDE, crop_to_heatmap
 from pose_study.skeletons import CANONICAL, ROOT
 from pose_study.train.checkpoint import unwrap
@@ -33,6 +35,20 @@ from pose_study.train.checkpoint import unwrap
 BOX_MARGIN = 1.25  # virtual crops: box side = margin × the pose's longer 2D extent, as the converters' default
 DISTANCE_MM = (3000.0, 6000.0)  # virtual camera distance to the root
 MAX_PITCH_DEG = 30.0  # virtual camera elevation, ± this
+
+# MPT's 4 fixed virtual cameras (Lin et al., appendix A: "the camera parameters from Subject 1 of
+# Human3.6M"): (yaw°, pitch°, distance mm) of each S1 camera seen from a root 900 mm above the
+# floor at the world origin, from the public extrinsics (translation, mm, Z up) as in
+# VideoPose3D's ``common/h36m_dataset.py``: yaw = azimuth atan2(y, x), pitch = elevation of the
+# camera above the root (positive: looking down), distance = camera to root. The root sits on
+# the optical axis, as with the random cameras.
+H36M_S1_CAMERAS = (
+    (69.6, 7.2, 5328.0),  # 54138969
+    (-70.9, 7.5, 5421.0),  # 55011271
+    (109.5, 6.1, 5564.0),  # 58860488
+    (-115.7, 9.3, 4188.0),  # 60457274
+)
+VIRTUAL_CAMERAS = ("fixed", "random")  # MPT pre-training: the paper's 4 cameras, or a random one per sample
 
 
 # --- small pieces ---------------------------------------------------------------------------------
@@ -76,7 +92,8 @@ def _bones(joints: torch.Tensor, valid: torch.Tensor, parents: Sequence[int]) ->
 # --- APTPose ---------------------------------------------------------------------------------------
 
 def sequence_pose_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-                       parents: Sequence[int] = CANONICAL.parents) -> dict[str, torch.Tensor]:
+                       parents: Sequence[int] = CANONICAL.parents,
+                       centre: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """APTPose fine-tuning loss: pose and bone-vector L2, on the whole sequence and on the centre frame.
 
     Args:
@@ -84,6 +101,8 @@ def sequence_pose_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Te
         target: [B, T, K, 3] ground truth, same units.
         valid: [B, T, K] bool; a bone counts where both its joints are valid.
         parents: Parent index per joint (``-1`` for the root); default ``CANONICAL``'s.
+        centre: [B, K, 3] the centre-frame prediction (APTPose: the temporal aggregator's), or
+            None to use ``pred``'s centre frame.
 
     Returns:
         ``pose_sequence``, ``pose_centre``, ``bone_sequence``, ``bone_centre`` (mean Euclidean
@@ -93,12 +112,14 @@ def sequence_pose_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Te
         raise ValueError(f"pred {tuple(pred.shape)}, target {tuple(target.shape)} and valid {tuple(valid.shape)} "
                          f"must be [B, T, K, 3] / [B, T, K] with K = {len(parents)}")
     c = pred.shape[1] // 2
+    centre = pred[:, c] if centre is None else centre
     bone_pred, bone_valid = _bones(pred, valid.bool(), parents)
     bone_target, _ = _bones(target, valid.bool(), parents)
+    bone_centre, _ = _bones(centre, valid[:, c].bool(), parents)
     terms = {"pose_sequence": _mean_distance(pred, target, valid),
-             "pose_centre": _mean_distance(pred[:, c], target[:, c], valid[:, c]),
+             "pose_centre": _mean_distance(centre, target[:, c], valid[:, c]),
              "bone_sequence": _mean_distance(bone_pred, bone_target, bone_valid),
-             "bone_centre": _mean_distance(bone_pred[:, c], bone_target[:, c], bone_valid[:, c])}
+             "bone_centre": _mean_distance(bone_centre, bone_target[:, c], bone_valid[:, c])}
     return {**terms, "total": sum(terms.values())}
 
 
@@ -129,12 +150,20 @@ def _apt_reprojection(pred: torch.Tensor, batch: PoseBatch) -> torch.Tensor:
     return torch.where(has_camera[..., None, None], exact, weak)
 
 
+def _learned_reprojection_loss(reprojected: torch.Tensor, batch: PoseBatch) -> torch.Tensor:
+    """Mean distance of the learned reprojection to the true 2D, both in ``normalise_2d`` units."""
+    return _mean_distance(reprojected, inputs.normalise_2d(batch.joints_2d, batch.valid_2d), batch.valid_2d)
+
+
 def apt_pretrain_loss(model: nn.Module, batch: PoseBatch, levels: Iterable[str], ratio: float, lambda_3d: float,
-                      lambda_2d: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                      lambda_2d: float, generator: torch.Generator | None = None,
+                      temporal_ratio: float = 0.0) -> dict[str, torch.Tensor]:
     """APTPose masked pose modeling: reconstruct the 3D sequence from hierarchically masked 2D.
 
     Each enabled level draws its own mask (``ratio`` of the joints, whole groups) and feeds it to
-    its own encoder; the input is ``normalise_2d`` of the ground-truth 2D of every frame.
+    its own encoder; a temporal mask hides ``temporal_ratio`` of the frames from the encoder, and
+    the padding decoder reconstructs every frame. The input is ``normalise_2d`` of the
+    ground-truth 2D of every frame.
 
     Args:
         model: An ``AptLifter`` (possibly DDP-wrapped).
@@ -142,26 +171,36 @@ def apt_pretrain_loss(model: nn.Module, batch: PoseBatch, levels: Iterable[str],
         levels: Enabled mask levels (subset of ``MASK_LEVELS``; empty → nothing masked).
         ratio: Fraction of joints each level masks.
         lambda_3d: Weight of ``loss_3d`` (mean joint distance to ``relative_3d``, metres, 3D samples).
-        lambda_2d: Weight of ``loss_2d`` (mean reprojection distance / crop size, every sample;
-            exact camera for 3D samples, weak perspective for 2D-only ones).
+        lambda_2d: Weight of ``loss_2d``, on every sample: with the learned reprojection module
+            (the paper's), the mean distance of its 2D to ``normalise_2d`` of the true 2D
+            (unitless, RMS 1 per pose); with ``reprojection="analytic"``, the mean reprojection
+            distance / crop size (exact camera for 3D samples, weak perspective for 2D-only ones).
         generator: Random source of the masks.
+        temporal_ratio: Fraction of frames masked (``masks.sample_temporal_mask``; 0: none).
 
     Returns:
-        ``loss_3d``, ``loss_2d``, ``mask_fraction`` (masked joints / all, over levels) and
-        ``total`` = λ3D·loss_3d + λ2D·loss_2d.
+        ``loss_3d``, ``loss_2d``, ``mask_fraction`` (masked joints / all, over levels),
+        ``frame_fraction`` (masked frames / all) and ``total`` = λ3D·loss_3d + λ2D·loss_2d.
     """
     b, t, k = batch.valid_2d.shape
     device = batch.joints_2d.device
     masks = level_masks(levels, (b, t, k), ratio, generator, device)
+    frames = sample_temporal_mask((b, t), temporal_ratio, generator, device) if temporal_ratio > 0 else None
     x = inputs.normalise_2d(batch.joints_2d, batch.valid_2d)
-    pred = model(x, batch.valid_2d, masks=masks, sequence=True)
+    out = model(x, batch.valid_2d, masks=masks, sequence=True, temporal_mask=frames)
+    pred = out["sequence"]
     valid_3d = batch.valid_3d.bool() & batch.is_3d.bool()[:, None, None]
     has_target = valid_3d & valid_3d[..., ROOT : ROOT + 1]
     loss_3d = _mean_distance(pred, inputs.relative_3d(batch.joints_3d, valid_3d), has_target)
-    loss_2d = _mean_distance(_apt_reprojection(pred, batch), batch.joints_2d, batch.valid_2d) / batch.crop_size
+    if out["reprojected"] is not None:
+        loss_2d = _learned_reprojection_loss(out["reprojected"], batch)
+    else:
+        reprojected = _apt_reprojection(pred, batch)
+        loss_2d = _mean_distance(reprojected, batch.joints_2d, batch.valid_2d) / batch.crop_size
     fraction = torch.stack([m.float().mean() for m in masks.values()]).mean() if masks else pred.new_zeros(())
+    frame_fraction = frames.float().mean() if frames is not None else pred.new_zeros(())
     return {"loss_3d": loss_3d, "loss_2d": loss_2d, "mask_fraction": fraction.detach(),
-            "total": lambda_3d * loss_3d + lambda_2d * loss_2d}
+            "frame_fraction": frame_fraction.detach(), "total": lambda_3d * loss_3d + lambda_2d * loss_2d}
 
 
 def sequences_from_images(batch: PoseBatch, frames: int, noise_px: float, jitter_px: float,
@@ -224,6 +263,63 @@ def _crop_intrinsics(points_mm: torch.Tensor, valid: torch.Tensor, crop_size: in
     return intrinsics
 
 
+def _random_views(b: int, generator: torch.Generator | None, device: torch.device
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[B] yaw, pitch (radians) and distance (mm) of random views (see ``random_virtual_cameras``)."""
+    yaw = 2 * math.pi * _rand((b,), generator, device)
+    pitch = math.radians(MAX_PITCH_DEG) * (2 * _rand((b,), generator, device) - 1)
+    distance = DISTANCE_MM[0] + (DISTANCE_MM[1] - DISTANCE_MM[0]) * _rand((b,), generator, device)
+    return yaw, pitch, distance
+
+
+def _fixed_views(b: int, generator: torch.Generator | None, device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[B] yaw, pitch (radians) and distance (mm): one of ``H36M_S1_CAMERAS`` per sample, uniformly."""
+    table = torch.tensor(H36M_S1_CAMERAS, device=device)
+    pick = (_rand((b,), generator, device) * len(H36M_S1_CAMERAS)).long().clamp_max(len(H36M_S1_CAMERAS) - 1)
+    views = table[pick]
+    return torch.deg2rad(views[:, 0]), torch.deg2rad(views[:, 1]), views[:, 2]
+
+
+def _look(joints_3d_mm: torch.Tensor, valid: torch.Tensor, crop_size: int, yaw: torch.Tensor,
+          pitch: torch.Tensor, distance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The root-relative pose rotated by (yaw, pitch), placed ``distance`` down the optical axis, with crop intrinsics."""
+    joints = joints_3d_mm.float()
+    rel = (joints - joints[:, ROOT : ROOT + 1]) * valid[..., None]
+    points = rel @ _rotation(yaw, pitch).transpose(-1, -2)
+    points = points + torch.stack([torch.zeros_like(distance), torch.zeros_like(distance), distance], -1)[:, None]
+    return points, _crop_intrinsics(points, valid, crop_size)
+
+
+def virtual_cameras(joints_3d_mm: torch.Tensor, crop_size: int, generator: torch.Generator | None = None,
+                    valid: torch.Tensor | None = None, mode: str = "fixed") -> tuple[torch.Tensor, torch.Tensor]:
+    """Look at each pose through a virtual camera: one of MPT's 4 fixed ones, or a random one.
+
+    ``fixed`` (the paper): yaw, pitch and distance of one of the Human3.6M S1 cameras
+    (``H36M_S1_CAMERAS``), drawn uniformly per sample. The source poses are in their own camera's
+    frame, so the yaw turns the pose about that camera's vertical axis (the paper's world frame is
+    not known here: a labelled approximation). ``random``: see ``random_virtual_cameras``. Both
+    frame the valid joints with the same crop intrinsics (``BOX_MARGIN``).
+
+    Args:
+        joints_3d_mm: [B, K, 3] camera-frame poses, mm.
+        crop_size: Crop side S in pixels.
+        generator: Random source.
+        valid: [B, K] bool joints that must fit the crop (default: all).
+        mode: One of ``VIRTUAL_CAMERAS``.
+
+    Returns:
+        (points_cam_mm [B, K, 3] in the virtual camera frame, intrinsics [B, 3, 3] crop pixels).
+    """
+    if mode not in VIRTUAL_CAMERAS:
+        raise ValueError(f"pretrain_pose.virtual_cameras must be one of {VIRTUAL_CAMERAS}, got {mode!r}")
+    b, k, _ = joints_3d_mm.shape
+    device = joints_3d_mm.device
+    valid = torch.ones(b, k, dtype=torch.bool, device=device) if valid is None else valid.bool()
+    views = (_fixed_views if mode == "fixed" else _random_views)(b, generator, device)
+    return _look(joints_3d_mm, valid, crop_size, *views)
+
+
 def random_virtual_cameras(joints_3d_mm: torch.Tensor, crop_size: int, generator: torch.Generator | None = None,
                            valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Look at each pose through a random virtual camera.
@@ -242,17 +338,7 @@ def random_virtual_cameras(joints_3d_mm: torch.Tensor, crop_size: int, generator
     Returns:
         (points_cam_mm [B, K, 3] in the virtual camera frame, intrinsics [B, 3, 3] crop pixels).
     """
-    b, k, _ = joints_3d_mm.shape
-    device = joints_3d_mm.device
-    valid = torch.ones(b, k, dtype=torch.bool, device=device) if valid is None else valid.bool()
-    yaw = 2 * math.pi * _rand((b,), generator, device)
-    pitch = math.radians(MAX_PITCH_DEG) * (2 * _rand((b,), generator, device) - 1)
-    distance = DISTANCE_MM[0] + (DISTANCE_MM[1] - DISTANCE_MM[0]) * _rand((b,), generator, device)
-    joints = joints_3d_mm.float()
-    rel = (joints - joints[:, ROOT : ROOT + 1]) * valid[..., None]
-    points = rel @ _rotation(yaw, pitch).transpose(-1, -2)
-    points = points + torch.stack([torch.zeros_like(distance), torch.zeros_like(distance), distance], -1)[:, None]
-    return points, _crop_intrinsics(points, valid, crop_size)
+    return virtual_cameras(joints_3d_mm, crop_size, generator, valid, mode="random")
 
 
 def synthesize_heatmaps(joints_2d_px: torch.Tensor, valid: torch.Tensor, crop_size: int, sigma: float,
@@ -302,19 +388,21 @@ def _mpt_input(model: nn.Module, px: torch.Tensor, visible: torch.Tensor, batch:
 
 def mpt_pretrain_loss(model: nn.Module, batch: PoseBatch, mask_ratio: float, sigma: float, jitter_px: float,
                       noise_std: float, lambda_3d: float, lambda_2d: float,
-                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """MPT pre-training: 3D poses → random virtual cameras → masked noisy heatmaps → 3D.
+                      generator: torch.Generator | None = None, cameras: str = "fixed") -> dict[str, torch.Tensor]:
+    """MPT pre-training: 3D poses → virtual cameras → masked noisy heatmaps → 3D.
 
     Args:
         model: An ``MptLifter`` (possibly DDP-wrapped), ``input_kind`` heatmaps or coords.
         batch: T = 1 batch of 3D samples (2D-only samples carry no loss).
         mask_ratio: Fraction of joints whose heatmaps are masked (joint level).
-        sigma: Heatmap σ, heatmap pixels.
+        sigma: Heatmap σ, heatmap pixels: the detector's training σ, so that zero-shot input (a
+            detector's heatmaps) looks like pre-training input.
         jitter_px: Per-joint peak jitter σ, crop pixels.
         noise_std: Additive heatmap noise σ.
         lambda_3d: Weight of ``loss_3d`` (L1 to the virtual camera's ``relative_3d``, metres).
         lambda_2d: Weight of ``loss_2d`` (L1 of the reprojection through the virtual camera, px / crop size).
         generator: Random source (cameras, masks, jitter, noise).
+        cameras: ``virtual_cameras`` mode: ``fixed`` (the paper's 4) or ``random``.
 
     Returns:
         ``loss_3d``, ``loss_2d`` and ``total`` = λ3D·loss_3d + λ2D·loss_2d.
@@ -323,7 +411,7 @@ def mpt_pretrain_loss(model: nn.Module, batch: PoseBatch, mask_ratio: float, sig
         raise ValueError(f"mpt pre-training takes single frames (T = 1), got T = {batch.frames}")
     joints, device = batch.joints_3d[:, 0], batch.joints_3d.device
     visible = batch.valid_3d[:, 0].bool() & batch.is_3d.bool()[:, None]
-    points, intrinsics = random_virtual_cameras(joints, batch.crop_size, generator, visible)
+    points, intrinsics = virtual_cameras(joints, batch.crop_size, generator, visible, cameras)
     px = inputs.project(points, intrinsics)
     b, k = visible.shape
     joint_groups = tuple((j,) for j in range(k))

@@ -78,9 +78,13 @@ def metric_rows(key: RunKey, test: EvalSplit, doc: dict) -> list[dict[str, Any]]
         rows += [{**base, "variant": variant, "metric": metric, "scope": "total", "key": "", "value": value}
                  for metric, value in scores.items()]
     for name, inputs in doc.get("lifters", {}).items():
-        for variant, source in ((lifter_variant(name), "detected"), (lifter_variant(name, gt_2d=True), "gt_2d")):
+        for variant, source in ((lifter_variant(name), "detected"), (lifter_variant(name, gt_2d=True), "gt_2d"),
+                                (f"lifter_argmax_refined:{name}", "detected_argmax_refined")):
             rows += [{**base, "variant": variant, "metric": metric, "scope": "total", "key": "", "value": value}
-                     for metric, value in inputs[source].items()]
+                     for metric, value in inputs.get(source, {}).items()]
+    for decoder, scores in doc.get("decoders", {}).items():
+        rows += [{**base, "variant": f"decoder:{decoder}", "metric": metric, "scope": "total", "key": "", "value": value}
+                 for metric, value in scores.items()]
     return rows
 
 

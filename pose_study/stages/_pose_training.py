@@ -23,7 +23,7 @@ from pose_study.train.loop import LoopSpec, Phase, fingerprint, resolve_device
 
 def pose_loop() -> LoopSpec:
     """The pose-only stages' loop defaults (the schema's ``$defs/pose_loop_defaults``)."""
-    return LoopSpec(batch_size=256, heatmap_sigma=0.75, grad_clip=1.0, amp=False, channels_last=False,
+    return LoopSpec(batch_size=256, grad_clip=1.0, amp=False, channels_last=False,
                     eval_every=200, eval_samples=512, log_every=100, checkpoint_every=500)
 
 

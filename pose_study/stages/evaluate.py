@@ -20,6 +20,14 @@ scores stay root-relative. With ``spec.primary`` the run's own 3D prediction is 
 for ``end_to_end``, the lifter inside ``--weights``), and the GT-2D-lifting baseline is the ground
 truth 2D through it.
 
+2D decoders: depth-map arms' own 2D is the arg-max of the heatmaps with sub-pixel refinement
+(``codecs.decode_heatmaps``), while lifter arms feed lifters the soft-argmax (β = ``spec.beta``).
+So that no arm is scored with a decoder the others do not get, every JSON names the decoder of
+its ``metrics`` 2D (``decoder``: ``argmax_refined``, for every arm) and holds the 2D scores of
+*both* decoders (``decoders``: ``{name: {metric: value}}``, ``DECODERS``; 2D splits: PCKh or PCK and
+the 2D error, 3D splits: the 2D error); lifters are also scored on the arg-max 2D
+(``lifters.NAME.detected_argmax_refined``), beside the soft-argmax ``detected`` input they train on.
+
 Inputs: ``model.pt``, test splits (canonical HDF5 v1), optional training splits for the mean-pose
 baseline, optional lifter weight files. Outputs: ``{testset}.json`` per test split.
 """
@@ -52,6 +60,11 @@ from pose_study.train.loop import resolve_device
 log = logging.getLogger(__name__)
 
 END_TO_END = "end_to_end"  # spec.primary naming the lifter stored inside the evaluated model.pt
+MAIN_DECODER = "argmax_refined"  # the decoder of ``metrics``' 2D and of depth-map 3D, for every arm
+DECODERS = {  # 2D decoder name → the Outputs field holding its crop-pixel joints
+    "argmax_refined": "pred_2d",  # codecs.decode_heatmaps: arg-max + sub-pixel refinement (depth-map arms)
+    "soft_argmax": "soft_2d",  # codecs.soft_argmax(β = spec.beta): what lifter arms lift
+}
 LIFT_BATCH = 1024  # samples per lifter forward pass (at least; lifters are small)
 
 
@@ -83,7 +96,7 @@ class EvaluateSpec:
     lifters: tuple[str, ...] = ()
     primary: str | None = None
     beta: float = 100.0
-    heatmap_sigma: float = 0.75
+    heatmap_sigma: float = 2.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lifters", tuple(self.lifters))
@@ -166,8 +179,9 @@ def evaluate_split(model: torch.nn.Module, spec: EvaluateSpec, test: Path,
         "model": spec.model, "run": spec.run, "testset": testset, "dataset": split.info.dataset,
         "split": split.info.split, "source": split.info.source, "skeleton": split.info.skeleton,
         "samples": len(split), "flip_test": spec.flip_test, "kind": "3d" if split.has_3d else "2d",
-        "primary_metric": primary,
+        "primary_metric": primary, "decoder": MAIN_DECODER,
         "metrics": {name: score_json(s) for name, s in scores.items()},
+        "decoders": decoder_scores(outputs, split),
         "per_action": per_action(scores[primary], split.action),
         "baselines": _baselines(outputs, split, mean_2d, mean_3d),
         "examples": examples(scores[primary], outputs, spec.examples, higher_is_better=primary.startswith("pck")),
@@ -184,13 +198,16 @@ def lift_all(lifters: dict[str, torch.nn.Module], o: Outputs, split: PoseSplit,
     """Every lifter's 3D (camera mm at the true root) from the detector's 2D and from the true 2D.
 
     Returns:
-        ``{name: {"detected": [N, K, 3], "gt_2d": [N, K, 3]}}``.
+        ``{name: {"detected": [N, K, 3], "gt_2d": [N, K, 3], "detected_argmax_refined": [N, K, 3]}}``:
+        from the soft-argmax 2D, the true 2D and the arg-max 2D (heatmap lifters read the
+        detector's heatmaps for both detected sources).
     """
     valid = torch.as_tensor(o.valid_2d)
     truth_maps = None
     if o.heatmaps is not None:
         truth_maps = gt_heatmaps(o.gt_2d, o.valid_2d, o.heatmaps.shape[-2:], spec.heatmap_sigma)
-    inputs = {"detected": (torch.as_tensor(o.soft_2d), o.heatmaps), "gt_2d": (torch.as_tensor(o.gt_2d), truth_maps)}
+    inputs = {"detected": (torch.as_tensor(o.soft_2d), o.heatmaps), "gt_2d": (torch.as_tensor(o.gt_2d), truth_maps),
+              "detected_argmax_refined": (torch.as_tensor(o.pred_2d), o.heatmaps)}
     root = o.gt_3d[:, ROOT:ROOT + 1]
     out: dict[str, dict[str, np.ndarray]] = {}
     for name, lifter in tqdm(lifters.items(), desc=f"lift {split.info.dataset}/{split.info.split}", unit="lifter",
@@ -209,6 +226,15 @@ def gt_heatmaps(joints_2d: np.ndarray, valid: np.ndarray, size: tuple[int, int],
     """[N, K, H, W] Gaussian heatmaps (peak 1) at crop-pixel joints, in the detector's map geometry."""
     coords = crop_to_heatmap(torch.as_tensor(joints_2d, dtype=torch.float32))
     return codecs.encode_heatmaps(coords, torch.as_tensor(valid), tuple(size), sigma).numpy()
+
+
+def decoder_scores(o: Outputs, split: PoseSplit) -> dict[str, dict[str, float]]:
+    """2D scores of the detector's 2D under every decoder of ``DECODERS`` (the 2D error only on 3D splits)."""
+    out = {}
+    for name, field in DECODERS.items():
+        decoded = Outputs(getattr(o, field), o.gt_2d, o.valid_2d)
+        out[name] = {"error_2d_px": _num(_error_2d(decoded).value)} if o.pred_3d is not None else _summary(decoded, split)
+    return out
 
 
 def _with_3d(o: Outputs, pose: np.ndarray) -> Outputs:
@@ -266,8 +292,8 @@ def examples(score: metrics.Score, o: Outputs, count: int, higher_is_better: boo
 
 @torch.no_grad()
 def _predict_all(model: torch.nn.Module, data: SplitTensors, spec: EvaluateSpec, keep_maps: bool = False) -> Outputs:
-    """One forward pass per batch: standard decode (2D, depth-map 3D, depth at the true 2D) and, on
-    3D splits, the soft-argmax 2D (and with ``keep_maps`` the last heatmaps) that lifters read."""
+    """One forward pass per batch: both 2D decodes (arg-max refined, soft-argmax), and on 3D splits
+    the depth-map 3D, the depth at the true 2D (and with ``keep_maps`` the last heatmaps)."""
     parts: dict[str, list[np.ndarray]] = {}
     batches = list(sequential_batches(len(data), spec.batch_size))
     for index in tqdm(batches, desc=f"evaluate {data.info.dataset}/{data.info.split}", unit="batch",
@@ -276,13 +302,13 @@ def _predict_all(model: torch.nn.Module, data: SplitTensors, spec: EvaluateSpec,
         heatmaps, depth_maps = network_maps(model, batch.images, spec.flip_test)
         coords, _ = codecs.decode_heatmaps(heatmaps)
         pred_2d = heatmap_to_crop(coords)
-        got = {"pred_2d": pred_2d, "gt_2d": batch.joints_2d, "valid_2d": batch.valid_2d}
+        got = {"pred_2d": pred_2d, "gt_2d": batch.joints_2d, "valid_2d": batch.valid_2d,
+               "soft_2d": heatmap_to_crop(codecs.soft_argmax(heatmaps, spec.beta))}
         if data.has_3d:
             pred_3d = back_project(pred_2d, codecs.sample_maps(depth_maps, coords), batch)
             at_truth = codecs.sample_maps(depth_maps, crop_to_heatmap(batch.joints_2d))
             got.update(pred_3d=pred_3d, lifted_3d=back_project(batch.joints_2d, at_truth, batch),
-                       gt_3d=batch.joints_3d, valid_3d=batch.valid_3d,
-                       soft_2d=heatmap_to_crop(codecs.soft_argmax(heatmaps, spec.beta)))
+                       gt_3d=batch.joints_3d, valid_3d=batch.valid_3d)
             if keep_maps:
                 got["heatmaps"] = heatmaps
         for name, value in got.items():

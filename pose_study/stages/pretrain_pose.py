@@ -1,12 +1,16 @@
 """Stage ``pretrain_pose``: pre-training a lifter from poses alone (no images).
 
 * ``apt`` lifters (APTPose, Yang et al.): hierarchical masked pose modeling on 2D pose sequences of
-  the 3D training split (``lifters.pretraining.apt_pretrain_loss``: λ_3D · 3D reconstruction +
-  λ_2D · reprojection). With ``--train-2d`` datasets, half of every batch are 2D-only images made
+  the 3D training split, with temporal masking (``temporal_mask_ratio`` of the frames hidden
+  from the encoder, filled by the padding decoder) (``lifters.pretraining.apt_pretrain_loss``:
+  λ_3D · 3D reconstruction + λ_2D · reprojection, learned or analytic per the lifter's
+  ``reprojection`` option). With ``--train-2d`` datasets, half of every batch are 2D-only images made
   into short sequences by repetition with noise and jitter (``sequences_from_images``), supervised
   by reprojection only.
 * ``mpt`` lifters (MPT, Lin et al.): Gaussian heatmaps synthesised from the 3D training poses through
-  random virtual cameras, with masked joints, noise and jitter (``mpt_pretrain_loss``).
+  virtual cameras (the paper's 4 fixed ones, or random), with masked joints, noise and jitter
+  (``mpt_pretrain_loss``), at the detector's heatmap σ (the plan gives every pose stage's loop
+  ``finetune_3d.loop.heatmap_sigma``, ``plan.Plan.detector_heatmap_sigma``).
 
 Validation: MPJPE (mm, root-relative) on the validation split from ground-truth 2D (apt: windows of
 the split's clips; mpt: Gaussian heatmaps of σ = ``loop.heatmap_sigma`` at the ground-truth joints).
@@ -30,6 +34,7 @@ from pose_study.data.batches import random_indices
 from pose_study.data.poses import PoseData
 from pose_study.data.poses import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS
+from pose_study.lifters.pretraining import VIRTUAL_CAMERAS
 from pose_study.stages import _training
 from pose_study.stages._pose_training import freeze_options, pose_loop, sampler, setup, train_and_write
 from pose_study.train.lifting import PoseTask
@@ -45,31 +50,38 @@ class PretrainPoseSpec:
     Attributes:
         lifter: Preset name of kind ``apt`` or ``mpt`` (``pose_study.lifters.LIFTERS``).
         steps: Optimiser steps.
-        lr: Initial Adam learning rate.
+        lr: Initial Adam learning rate (MPT: 2e-4, the paper's; APTPose states none).
         lr_steps: Fractions of ``steps`` after which the LR drops ×``loop.lr_decay``.
         mask_levels: APTPose mask levels in use (``lifters.masks.MASK_LEVELS``; empty: no masking).
         mask_ratio: Share of joints masked (APTPose levels; MPT masked-joint modeling).
+        temporal_mask_ratio: Share of each window's frames hidden from the APTPose encoder (filled
+            by the padding decoder); APTPose does not state a value, 0.5 here.
         lambda_3d: Weight of the 3D reconstruction loss.
         lambda_2d: Weight of the 2D reprojection loss.
         noise_px: Gaussian noise on every 2D joint of the input sequences (apt), crop px.
         jitter_px: σ of the per-frame shift of image sequences (apt) or the per-joint peak shift of
             synthetic heatmaps (mpt), crop px.
+        virtual_cameras: MPT's cameras (``lifters.pretraining.VIRTUAL_CAMERAS``): ``fixed``, the
+            paper's 4 Human3.6M S1 cameras, or ``random`` (any yaw, pitch ± 30°, 3–6 m).
         heatmap_noise: σ of the additive per-pixel noise on synthetic heatmaps of peak 1 (mpt).
         options: Lifter ablation options (``lifters.OPTIONS``) as sorted (key, value) pairs.
         loop: Loop settings (``batch_size``: samples, sequences for apt, per step; ``heatmap_sigma``:
-            Gaussian σ of the synthetic and validation heatmaps of mpt lifters, heatmap px).
+            Gaussian σ of the synthetic and validation heatmaps of mpt lifters, heatmap px: the plan
+            gives it the detector's σ, so zero-shot input looks like pre-training input).
     """
 
     lifter: str
     steps: int = 2000
-    lr: float = 1e-3
+    lr: float = 2e-4
     lr_steps: tuple[float, ...] = (0.75,)
     mask_levels: tuple[str, ...] = MASK_LEVELS
     mask_ratio: float = 0.3
+    temporal_mask_ratio: float = 0.5
     lambda_3d: float = 1.0
     lambda_2d: float = 0.5
     noise_px: float = 1.0
     jitter_px: float = 2.0
+    virtual_cameras: str = "fixed"
     heatmap_noise: float = 0.05
     options: tuple[tuple[str, Any], ...] = ()
     loop: LoopSpec = field(default_factory=pose_loop)
@@ -85,10 +97,14 @@ class PretrainPoseSpec:
             raise ValueError(f"unknown mask level(s) {unknown}; choices: {list(MASK_LEVELS)}")
         if not 0 <= self.mask_ratio <= 1:
             raise ValueError(f"mask_ratio must be in [0, 1], got {self.mask_ratio}")
+        if not 0 <= self.temporal_mask_ratio < 1:
+            raise ValueError(f"temporal_mask_ratio must be in [0, 1), got {self.temporal_mask_ratio}")
         if self.steps < 1:
             raise ValueError(f"steps must be ≥ 1, got {self.steps}")
         if min(self.lambda_3d, self.lambda_2d, self.noise_px, self.jitter_px, self.heatmap_noise) < 0:
             raise ValueError("lambda_3d, lambda_2d, noise_px, jitter_px and heatmap_noise must be ≥ 0")
+        if self.virtual_cameras not in VIRTUAL_CAMERAS:
+            raise ValueError(f"virtual_cameras must be one of {VIRTUAL_CAMERAS}, got {self.virtual_cameras!r}")
 
     @property
     def kind(self) -> str:
@@ -105,13 +121,14 @@ def apt_loss(spec: PretrainPoseSpec):
         from pose_study.lifters import pretraining
 
         return pretraining.apt_pretrain_loss(model, batch, levels=spec.mask_levels, ratio=spec.mask_ratio,
-                                             lambda_3d=spec.lambda_3d, lambda_2d=spec.lambda_2d, generator=generator)
+                                             lambda_3d=spec.lambda_3d, lambda_2d=spec.lambda_2d, generator=generator,
+                                             temporal_ratio=spec.temporal_mask_ratio)
 
     return loss
 
 
 def mpt_loss(spec: PretrainPoseSpec):
-    """``(model, batch, generator) -> terms``: MPT heatmaps from 3D poses through random virtual cameras."""
+    """``(model, batch, generator) -> terms``: MPT heatmaps from 3D poses through virtual cameras (fixed or random)."""
 
     def loss(model: nn.Module, batch: PoseBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         from pose_study.lifters import pretraining
@@ -119,7 +136,8 @@ def mpt_loss(spec: PretrainPoseSpec):
         return pretraining.mpt_pretrain_loss(model, batch, mask_ratio=spec.mask_ratio,
                                              sigma=spec.loop.heatmap_sigma, jitter_px=spec.jitter_px,
                                              noise_std=spec.heatmap_noise, lambda_3d=spec.lambda_3d,
-                                             lambda_2d=spec.lambda_2d, generator=generator)
+                                             lambda_2d=spec.lambda_2d, generator=generator,
+                                             cameras=spec.virtual_cameras)
 
     return loss
 

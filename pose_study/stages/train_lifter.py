@@ -76,12 +76,13 @@ class TrainLifterSpec:
 
 def sequence_loss(model: nn.Module, batch: PoseBatch,
                   generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: ARG001
-    """Sequence lifters: pose + bone-vector L2 on the whole window and its centre frame (APTPose)."""
+    """Sequence lifters: pose + bone-vector L2 on the decoded window and the aggregated centre frame (APTPose)."""
     from pose_study.lifters.pretraining import sequence_pose_loss
 
     x, valid = lifter_inputs(model, batch)
     target = relative_3d(batch.joints_3d, batch.valid_3d)
-    return sequence_pose_loss(model(x, valid, sequence=True), target, batch.valid_3d)
+    out = model(x, valid, sequence=True)  # the decoded window and the aggregator's centre frame
+    return sequence_pose_loss(out["sequence"], target, batch.valid_3d, centre=out["centre"])
 
 
 def initial_lifter(spec: TrainLifterSpec, init_weights: Path | None) -> nn.Module:

@@ -13,6 +13,24 @@ of tensors (plus the small Dynamic Weight Average state), each with a known-answ
   agreement between lifters) and global (mean prediction vs truth) terms.
 
 All 3D quantities are root-relative metres, shape [B, K, 3] with a joint mask ``valid`` [B, K].
+
+Loss scale, as in the authors' public code (github.com/knu-vis/L2D-Pose, ``run/train_hrnet.py``
+and ``model_2d/hrnet/lib/core/loss.py``, commit 6780115), which fixes what the paper's λ ratios
+multiply:
+
+* heatmaps: ``JointsMSELoss`` is ½ · the per-pixel MSE, averaged over joints — so the heatmap
+  and OHKLM terms here are ``heatmap_factor`` (½) · ``losses.heatmap_loss``;
+* 3D: the SimpleBaseline guide works on z-scored poses (per joint and coordinate, mean and std
+  of the training set's root-relative camera-frame 3D over all cameras,
+  ``compute_normalization_stats_h36m.compute_mean_std``), but its output is un-normalised back to
+  metres before the loss (the z-scored target line is commented out there) and every other guide
+  outputs metres: ``nn.MSELoss`` of root-relative **metres**, mean over coordinates — the x,y and
+  z terms here;
+* local consistency: the sum over unordered pairs of lifters of their per-coordinate MSE, and
+  global consistency: the per-coordinate MSE of the mean prediction (``loss_3d_cons``,
+  ``loss_3d_avg``);
+* DWA weights sum to 1 (``run/function.py`` ``calculate_dwa_weights``; the paper's eq. 5), and
+  are 1/M before two past losses exist (the code's weights without DWA).
 """
 
 from __future__ import annotations
@@ -35,8 +53,12 @@ class GuidanceSpec:
         lambda_ohklm: Weight of the OHKLM term (λ_O).
         lambda_xy: Weight of the lifted 3D x,y MSE (λ_xy).
         lambda_z: Weight of the lifted 3D z MSE (λ_z; the paper weights depth double).
-        lambda_single: Share of the weighted single-lifter losses in the multi-lifter loss; the rest
-            goes to the local consistency and global terms.
+        lambda_single: Weight of the whole single-lifter loss (2D and 3D terms) in the multi-lifter
+            loss (eq. 8).
+        lambda_local: Weight of the local (pairwise) consistency term in the multi-lifter loss.
+        lambda_global: Weight of the global (mean prediction) term in the multi-lifter loss.
+        heatmap_factor: Factor of the per-pixel heatmap MSE in the heatmap and OHKLM terms: ½ as
+            in the public code's ``JointsMSELoss``; 1 gives the plain MSE (the pre-fix scale).
         dwa_temperature: Dynamic Weight Average temperature T.
         lifter_dropout: Probability that a lifter is left out of a step's multi-lifter loss.
         end_to_end_lambda_3d: Weight of the L1 3D loss of a trainable (end-to-end) lifter.
@@ -49,6 +71,9 @@ class GuidanceSpec:
     lambda_xy: float = 0.02
     lambda_z: float = 0.04
     lambda_single: float = 0.8
+    lambda_local: float = 0.03
+    lambda_global: float = 0.01
+    heatmap_factor: float = 0.5
     dwa_temperature: float = 2.0
     lifter_dropout: float = 0.25
     end_to_end_lambda_3d: float = 1.0
@@ -57,9 +82,12 @@ class GuidanceSpec:
         for name in ("beta", "dwa_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"guidance.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lambda_heatmap", "lambda_ohklm", "lambda_xy", "lambda_z", "end_to_end_lambda_3d"):
+        for name in ("lambda_heatmap", "lambda_ohklm", "lambda_xy", "lambda_z", "lambda_local", "lambda_global",
+                     "end_to_end_lambda_3d"):
             if getattr(self, name) < 0:
                 raise ValueError(f"guidance.{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.heatmap_factor <= 0:
+            raise ValueError(f"guidance.heatmap_factor must be > 0, got {self.heatmap_factor}")
         if self.top_k < 1:
             raise ValueError(f"guidance.top_k must be ≥ 1, got {self.top_k}")
         if not 0.0 <= self.lambda_single <= 1.0:
@@ -130,8 +158,9 @@ def lifted_3d_losses(pred_m: torch.Tensor, target_m: torch.Tensor, valid: torch.
 class DynamicWeightAverage:
     """Dynamic Weight Average (Liu et al. 2019) over M losses.
 
-    w_m = M · exp(r_m / T) / Σ_j exp(r_j / T) with r_m = L_m(t−1) / L_m(t−2); all weights are 1
-    until two previous losses exist. The history stays on the losses' device (no host sync).
+    w_m = exp(r_m / T) / Σ_j exp(r_j / T) with r_m = L_m(t−1) / L_m(t−2), so the weights sum to 1
+    as in the paper (eq. 5) and the public code; all weights are 1/M until two previous losses
+    exist. The history stays on the losses' device (no host sync).
 
     Args:
         num_tasks: M.
@@ -153,13 +182,13 @@ class DynamicWeightAverage:
         self.history = [*self.history, task_losses.detach().float()][-2:]
 
     def weights(self) -> torch.Tensor:
-        """[M] weights summing to M (on the device of the recorded losses)."""
+        """[M] weights summing to 1 (on the device of the recorded losses)."""
         if len(self.history) < 2:
             device = self.history[0].device if self.history else None
-            return torch.ones(self.num_tasks, device=device)
+            return torch.full((self.num_tasks,), 1.0 / self.num_tasks, device=device)
         older, last = self.history
         ratio = last / older.clamp(min=1e-12)
-        return self.num_tasks * torch.softmax(ratio / self.temperature, dim=0)
+        return torch.softmax(ratio / self.temperature, dim=0)
 
     def state_dict(self) -> dict:
         return {"history": [h.cpu() for h in self.history]}
@@ -185,27 +214,28 @@ def lifter_dropout(num: int, p: float, generator: torch.Generator) -> torch.Tens
 
 
 def multi_lifter_loss(preds: list[torch.Tensor], target: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor,
-                      keep: torch.Tensor, lambda_xy: float, lambda_z: float, lambda_single: float
-                      ) -> dict[str, torch.Tensor]:
-    """The multi-lifter 3D loss of L2D-Pose.
+                      keep: torch.Tensor, lambda_xy: float, lambda_z: float, lambda_local: float,
+                      lambda_global: float) -> dict[str, torch.Tensor]:
+    """The 3D part of the multi-lifter loss of L2D-Pose.
 
-    total = λ_single · Σ_m w_m · keep_m · (λ_xy · xy_m + λ_z · z_m) + (1 − λ_single) · (local + global),
-    where *local* is the mean over pairs of kept lifters of the mean squared Euclidean distance
-    between their predictions (0 with one kept lifter) and *global* the MSE per coordinate of the
-    kept lifters' mean prediction against the truth; both over the valid joints.
+    ``single`` = Σ_m w_m · keep_m · (λ_xy · xy_m + λ_z · z_m) is the 3D part of L_single (the caller
+    adds the 2D terms and multiplies the sum by λ_single, eq. 8); ``consistency`` = λ_local · local
+    + λ_global · global, where *local* is the sum over unordered pairs of kept lifters of their
+    per-coordinate MSE (0 with one kept lifter) and *global* the per-coordinate MSE of the kept
+    lifters' mean prediction against the truth; all over the valid joints.
 
     Args:
         preds: M tensors [B, K, 3], metres.
         target: [B, K, 3] ground truth, metres.
         valid: [B, K] bool.
-        weights: [M] lifter weights (``DynamicWeightAverage.weights``).
+        weights: [M] lifter weights (``DynamicWeightAverage.weights``, summing to 1).
         keep: [M] bool (``lifter_dropout``); at least one True.
         lambda_xy, lambda_z: Weights of the x,y and z MSE of each lifter.
-        lambda_single: Share of the single-lifter terms.
+        lambda_local, lambda_global: Weights of the consistency terms.
 
     Returns:
-        ``total``, ``single`` (the weighted sum), ``local``, ``global``, ``xy`` and ``z`` (means
-        over kept lifters), ``per_lifter`` ([M] λ_xy·xy + λ_z·z of every lifter, for DWA) and
+        ``single``, ``consistency``, ``local``, ``global``, ``xy`` and ``z`` (means over kept
+        lifters), ``per_lifter`` ([M] λ_xy·xy + λ_z·z of every lifter, for DWA) and
         ``joint_errors`` ([B, K] mean Euclidean error of the kept lifters, detached).
     """
     keep_f = keep.to(target.device, torch.float32)
@@ -220,11 +250,11 @@ def multi_lifter_loss(preds: list[torch.Tensor], target: torch.Tensor, valid: to
     mean_pred = (stacked * keep_f[:, None, None, None]).sum(0) / kept
     global_ = ((mean_pred - target.float()).pow(2).sum(-1) * mask).sum() / (3 * count)
     pair_dist = (stacked[:, None] - stacked[None]).pow(2).sum(-1)  # [M, M, B, K]
-    pair_mean = (pair_dist * mask).sum(dim=(2, 3)) / count
-    pair_keep = keep_f[:, None] * keep_f[None] * (1 - torch.eye(len(preds), device=target.device))
-    local = (pair_mean * pair_keep).sum() / pair_keep.sum().clamp(min=1.0)
+    pair_mse = (pair_dist * mask).sum(dim=(2, 3)) / (3 * count)
+    pair_keep = (keep_f[:, None] * keep_f[None]).triu(diagonal=1)
+    local = (pair_mse * pair_keep).sum()
     single = (weights * keep_f * per_lifter).sum()
     errors = (torch.stack([p[2] for p in parts]) * keep_f[:, None, None]).sum(0) / kept
-    return {"total": lambda_single * single + (1 - lambda_single) * (local + global_), "single": single,
+    return {"single": single, "consistency": lambda_local * local + lambda_global * global_,
             "local": local, "global": global_, "xy": (xy * keep_f).sum() / kept, "z": (z * keep_f).sum() / kept,
             "per_lifter": per_lifter.detach(), "joint_errors": errors}

@@ -76,7 +76,7 @@ def augment(batch: PoseBatch, noise_px: float, flip: bool, generator: torch.Gene
 # --- lifter inputs and targets --------------------------------------------------------------------
 
 
-def lifter_inputs(model: nn.Module, batch: PoseBatch, heatmap_sigma: float = 0.75) -> tuple[torch.Tensor, torch.Tensor]:
+def lifter_inputs(model: nn.Module, batch: PoseBatch, heatmap_sigma: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The lifter's input for ``batch``: normalised coords [B, T, K, 2] (T = ``model.frames``), or
     Gaussian heatmaps of the centre frame's 2D joints [B, K, S/4, S/4] for heatmap lifters."""
     if model.input_kind == "heatmaps":
@@ -105,7 +105,7 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) ->
 
 
 def centre_mse_loss(model: nn.Module, batch: PoseBatch, generator: torch.Generator,  # noqa: ARG001
-                    heatmap_sigma: float = 0.75) -> dict[str, torch.Tensor]:
+                    heatmap_sigma: float = 2.0) -> dict[str, torch.Tensor]:
     """The single-frame lifter loss: MSE (metres) of the centre frame's root-relative 3D joints
     (heatmap lifters read Gaussian heatmaps of σ = ``heatmap_sigma`` heatmap px)."""
     x, valid = lifter_inputs(model, batch, heatmap_sigma)
@@ -117,7 +117,7 @@ def centre_mse_loss(model: nn.Module, batch: PoseBatch, generator: torch.Generat
 # --- validation -----------------------------------------------------------------------------------
 
 
-def validate_lifter(model: nn.Module, val: PoseData, max_samples: int, heatmap_sigma: float = 0.75,
+def validate_lifter(model: nn.Module, val: PoseData, max_samples: int, heatmap_sigma: float = 2.0,
                     batch_size: int = EVAL_BATCH) -> tuple[str, float]:
     """MPJPE (mm, root-relative) from ground-truth 2D on an evenly spaced subset of ``val``."""
     index = torch.from_numpy(np.unique(np.linspace(0, len(val) - 1, min(max_samples, len(val))).astype(np.int64)))

@@ -7,8 +7,10 @@
   — as the seed system does (reference/seed_system.md §4.3), but with missing joints masked.
 * ``HeatmapObjective``: the heatmap loss only (``ft_2d``, ``apt_pose``).
 * ``GuidedObjective`` (L2D-Pose): λ_H·heatmap + λ_O·OHKLM + the 3D losses of frozen lifters fed
-  with the soft-argmax of the last stack's heatmaps, on the batch's 3D samples; with several
-  lifters, ``guidance.multi_lifter_loss`` with Dynamic Weight Average weights and lifter dropout.
+  with the soft-argmax of the last stack's heatmaps, on the batch's 3D samples (heatmap terms at
+  the public code's ½·MSE scale, ``guidance``); with several lifters, λ_single times that (3D
+  terms weighted by Dynamic Weight Average, with lifter dropout) + λ_local·local + λ_global·global
+  (``guidance.multi_lifter_loss``, the paper's eq. 8).
 * ``EndToEndObjective`` (MPT): heatmap + λ·L1 of a trainable heatmap lifter's 3D, which runs
   inside the network (``DetectorWithLifter``) so one optimiser, checkpoint and DDP wrapper serve both.
 
@@ -191,17 +193,19 @@ class GuidedObjective(Objective):
             if generator is None:
                 raise ValueError("the multi-lifter objective needs the loop's generator (lifter dropout)")
             keep = guidance.lifter_dropout(len(preds), s.lifter_dropout, generator)
-            out = guidance.multi_lifter_loss(preds, target, valid, self.dwa.weights(), keep,
-                                             s.lambda_xy, s.lambda_z, s.lambda_single)
+            out = guidance.multi_lifter_loss(preds, target, valid, self.dwa.weights(), keep, s.lambda_xy, s.lambda_z,
+                                             s.lambda_local, s.lambda_global)
             self.dwa.update(out.pop("per_lifter"))
-            lifted, errors = out.pop("total"), out.pop("joint_errors")
+            lifted, consistency, errors = out["single"], out.pop("consistency"), out.pop("joint_errors")
         else:
             xy, z, errors = guidance.lifted_3d_losses(preds[0], target, valid)
-            out, lifted = {"xy": xy, "z": z}, s.lambda_xy * xy + s.lambda_z * z
+            out, lifted, consistency = {"xy": xy, "z": z}, s.lambda_xy * xy + s.lambda_z * z, 0.0
         hard = targets.valid_2d & valid
-        ohklm = sum(guidance.ohklm_loss(h.float(), targets.heatmaps, hard, errors, s.top_k) for h, _ in stacks)
-        heatmap = stacked_heatmap_loss(stacks, targets, batch.valid_2d)
-        total = s.lambda_heatmap * heatmap + s.lambda_ohklm * ohklm + lifted
+        ohklm = s.heatmap_factor * sum(guidance.ohklm_loss(h.float(), targets.heatmaps, hard, errors, s.top_k)
+                                       for h, _ in stacks)
+        heatmap = s.heatmap_factor * stacked_heatmap_loss(stacks, targets, batch.valid_2d)
+        single = s.lambda_heatmap * heatmap + s.lambda_ohklm * ohklm + lifted
+        total = s.lambda_single * single + consistency if self.multi else single
         return {"heatmap": heatmap, "ohklm": ohklm, **out, "total": total}
 
     def state_dict(self) -> dict:

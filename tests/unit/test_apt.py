@@ -1,12 +1,14 @@
 """APTPose: anatomical mask levels, the sequence lifter, reprojection and the pose objectives."""
 
+import math
+
 import pytest
 import torch
 
-from pose_study.lifters import build_lifter, inputs, lifter_flops
+from pose_study.lifters import LifterPreset, apt, build_lifter, inputs, lifter_flops
 from pose_study.lifters.apt import reproject_2d
 from pose_study.data.poses import PoseBatch
-from pose_study.lifters.masks import MASK_LEVELS, group_matrix, mask_groups, sample_mask
+from pose_study.lifters.masks import MASK_LEVELS, group_matrix, mask_groups, sample_mask, sample_temporal_mask
 from pose_study.lifters.pretraining import apt_pretrain_loss, sequence_pose_loss, sequences_from_images
 from pose_study.skeletons import CANONICAL, MPII16
 
@@ -81,24 +83,101 @@ def test_sample_mask_zero_ratio_and_randomness():
 
 # --- lifter ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fusion", ["multiply", "add"])
-def test_apt_lifter_shapes_grad_and_flops(fusion):
+@pytest.mark.parametrize("options", [{"fusion": "multiply"}, {"fusion": "add"}, {"reprojection": "analytic"}],
+                         ids=["multiply", "add", "analytic"])
+def test_apt_lifter_shapes_grad_and_flops(options):
     torch.manual_seed(0)
-    lifter = build_lifter("apt_tiny", 17, {"fusion": fusion})
+    lifter = build_lifter("apt_tiny", 17, options)
     t = lifter.frames
     x, valid = torch.randn(3, t, 17, 2), torch.ones(3, t, 17, dtype=torch.bool)
     valid[0, :, 5] = False
     masks = {level: sample_mask(mask_groups(CANONICAL, level), (3, t, 17), 0.3, torch.Generator().manual_seed(0))
              for level in MASK_LEVELS}
-    seq = lifter.forward_sequence(x, valid, masks)
-    assert seq.shape == (3, t, 17, 3) and torch.isfinite(seq).all()
-    assert (seq[..., 0, :] == 0).all()
-    seq.square().mean().backward()
-    assert all(p.grad is not None for p in lifter.parameters())
+    out = lifter.forward_sequence(x, valid, masks)
+    seq, centre = out["sequence"], out["centre"]
+    assert seq.shape == (3, t, 17, 3) and centre.shape == (3, 17, 3) and torch.isfinite(seq).all()
+    assert (seq[..., 0, :] == 0).all() and (centre[:, 0] == 0).all()
+    learned = options.get("reprojection", "learned") == "learned"
+    assert (out["reprojected"].shape == (3, t, 17, 2)) if learned else out["reprojected"] is None
+    (seq.square().mean() + centre.square().mean() + (out["reprojected"].square().mean() if learned else 0)).backward()
+    no_grad = {name for name, p in lifter.named_parameters() if p.grad is None}
+    assert no_grad == {"padding"}  # the temporal padding embedding serves masked frames only
+    lifter.zero_grad()
+    frames = sample_temporal_mask((3, t), 0.5, torch.Generator().manual_seed(0))
+    lifter(x, valid, sequence=True, temporal_mask=frames)["sequence"].square().mean().backward()
+    assert lifter.padding.grad is not None and lifter.padding.grad.abs().sum() > 0
     lifter.eval()
-    assert torch.allclose(lifter(x, valid), lifter.forward_sequence(x, valid)[:, t // 2], atol=1e-6)
-    assert lifter(x, valid, masks=masks, sequence=True).shape == (3, t, 17, 3)
+    assert torch.allclose(lifter(x, valid), lifter.forward_sequence(x, valid)["centre"], atol=1e-6)
+    assert lifter(x, valid, masks=masks, sequence=True)["sequence"].shape == (3, t, 17, 3)
     assert lifter_flops(lifter) > 0
+
+
+def test_apt_lifter_features_are_per_joint_and_fused_per_joint():
+    """F^level ∈ R^{K×d} per frame; the fusion multiplies the levels joint by joint."""
+    torch.manual_seed(0)
+    lifter = build_lifter("apt_tiny").eval()
+    x, valid = torch.randn(2, 9, 17, 2), torch.ones(2, 9, 17, dtype=torch.bool)
+    features = [lifter.encoders[level](x, ~valid) for level in MASK_LEVELS]
+    d = 64 // apt.JOINT_DIM_DIVISOR
+    assert all(f.shape == (2, 9, 17, d) for f in features)
+    product = features[0] * features[1] * features[2] * features[3]
+    expected = lifter.frame_embed(lifter.fuse_norm(product).flatten(-2))
+    assert torch.allclose(lifter._fuse(features), expected, atol=1e-6)
+
+
+def test_temporal_aggregator_folds_powers_of_three_to_one_frame():
+    for frames, stages in ((1, 0), (9, 2), (27, 3), (243, 5)):
+        agg = apt.TemporalAggregator(frames, 8, 17, 0.0).eval()
+        assert len(agg.stages) == stages
+        shapes = []
+        h = torch.randn(2, frames, 8)
+        for stage in agg.stages:
+            h = stage(h)
+            shapes.append(h.shape[1])
+        assert shapes == [frames // 3 ** (i + 1) for i in range(stages)]
+        assert agg(torch.randn(2, frames, 8)).shape == (2, 17, 3)
+    with pytest.raises(ValueError, match="power of 3"):
+        apt.TemporalAggregator(5, 8, 17, 0.0)
+    with pytest.raises(ValueError, match="power of 3"):
+        LifterPreset("apt", frames=7)
+
+
+def test_temporal_mask_known_answers():
+    mask = sample_temporal_mask((64, 9), 0.5, torch.Generator().manual_seed(0))
+    assert mask.shape == (64, 9) and mask.dtype == torch.bool
+    assert (mask.sum(-1) == 4).all()  # round(0.5 · 9) = 4 frames per window
+    assert len({tuple(row.tolist()) for row in mask}) > 32  # positions differ between windows
+    assert not sample_temporal_mask((3, 9), 0.0).any()
+    assert (sample_temporal_mask((3, 9), 0.99).sum(-1) == 8).all()  # at least one frame stays
+    again = sample_temporal_mask((64, 9), 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(mask, again)
+    with pytest.raises(ValueError, match="temporal mask ratio"):
+        sample_temporal_mask((3, 9), 1.0)
+
+
+def test_padding_decoder_fills_masked_frames_from_the_unmasked_ones():
+    torch.manual_seed(0)
+    lifter = build_lifter("apt_tiny").eval()
+    x, valid = torch.randn(2, 9, 17, 2), torch.ones(2, 9, 17, dtype=torch.bool)
+    frames = sample_temporal_mask((2, 9), 0.5, torch.Generator().manual_seed(1))
+    encoded, order = lifter.encode(x, valid, temporal_mask=frames)
+    assert encoded.shape == (2, 5, 64) and order.shape == (2, 5)
+    assert torch.equal(order, torch.stack([torch.nonzero(~row).flatten() for row in frames]))
+    out = lifter(x, valid, sequence=True, temporal_mask=frames)
+    assert out["sequence"].shape == (2, 9, 17, 3) and out["centre"] is None
+    # the masked frames' 2D never reaches the encoder: changing it changes nothing
+    y = x.clone()
+    y[frames] = torch.randn_like(y[frames])
+    assert torch.equal(lifter(y, valid, sequence=True, temporal_mask=frames)["sequence"], out["sequence"])
+    assert not torch.allclose(lifter(y, valid, sequence=True)["sequence"], lifter(x, valid, sequence=True)["sequence"])
+    with pytest.raises(ValueError, match="temporal_mask"):
+        lifter(x, valid, sequence=True, temporal_mask=torch.ones(2, 9, dtype=torch.bool))
+
+
+def test_apt_tiny_stays_small_for_cpu():
+    lifter = build_lifter("apt_tiny")
+    params = sum(p.numel() for p in lifter.parameters())
+    assert params < 300_000 and lifter_flops(lifter) < 30e6, (params, lifter_flops(lifter))
 
 
 def test_apt_lifter_masks_change_the_output_and_unknown_levels_fail():
@@ -107,7 +186,8 @@ def test_apt_lifter_masks_change_the_output_and_unknown_levels_fail():
     x, valid = torch.randn(2, 9, 17, 2), torch.ones(2, 9, 17, dtype=torch.bool)
     mask = torch.zeros(2, 9, 17, dtype=torch.bool)
     mask[:, :, 13] = True
-    assert not torch.allclose(lifter.forward_sequence(x, valid, {"joint": mask}), lifter.forward_sequence(x, valid))
+    assert not torch.allclose(lifter.forward_sequence(x, valid, {"joint": mask})["sequence"],
+                              lifter.forward_sequence(x, valid)["sequence"])
     with pytest.raises(ValueError, match="mask level"):
         lifter.forward_sequence(x, valid, {"torso": mask})
 
@@ -214,12 +294,50 @@ def test_apt_pretrain_loss_reprojection_term_is_zero_for_ground_truth():
     target = inputs.relative_3d(batch.joints_3d, batch.valid_3d)
 
     class Oracle(torch.nn.Module):
-        def forward(self, x, valid, masks=None, sequence=False):
+        def forward(self, x, valid, masks=None, sequence=False, temporal_mask=None):
             fake_2d = torch.where(batch.is_3d[:, None, None, None], target, _lift_2d_only(batch))
-            return fake_2d
+            return {"sequence": fake_2d, "centre": None, "reprojected": None}  # the analytic reprojection
 
     loss = apt_pretrain_loss(Oracle(), batch, ("joint",), 0.3, 1.0, 1.0)
     assert loss["loss_3d"].item() < 1e-6 and loss["loss_2d"].item() < 1e-5
+
+
+def test_apt_pretrain_loss_with_temporal_masks_and_the_learned_reprojection():
+    batch = _pose_batch()
+    target = inputs.relative_3d(batch.joints_3d, batch.valid_3d)
+    seen = {}
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x, valid, masks=None, sequence=False, temporal_mask=None):
+            seen["frames"] = temporal_mask
+            return {"sequence": target, "centre": None,
+                    "reprojected": inputs.normalise_2d(batch.joints_2d, batch.valid_2d) + 0.1 * seen.get("shift", 0)}
+
+    loss = apt_pretrain_loss(Oracle(), batch, ("joint",), 0.3, 1.0, 1.0, torch.Generator().manual_seed(0),
+                             temporal_ratio=0.5)
+    assert loss["loss_3d"].item() < 1e-6 and loss["loss_2d"].item() < 1e-6
+    assert seen["frames"].shape == (6, 9) and (seen["frames"].sum(-1) == 4).all()
+    assert loss["frame_fraction"].item() == pytest.approx(4 / 9)
+    seen["shift"] = torch.tensor([0.3, 0.4])  # every reprojected joint 0.1 · 0.5 off, in normalise_2d units
+    shifted = apt_pretrain_loss(Oracle(), batch, ("joint",), 0.3, 1.0, 2.0, temporal_ratio=0.0)
+    assert seen["frames"] is None and shifted["loss_2d"].item() == pytest.approx(0.05, rel=1e-5)
+    assert shifted["total"].item() == pytest.approx(2 * 0.05, rel=1e-4)
+
+
+def test_apt_pretrain_loss_trains_a_real_lifter_under_temporal_masks():
+    torch.manual_seed(0)
+    lifter = build_lifter("apt_tiny")
+    batch = _pose_batch()
+    opt = torch.optim.Adam(lifter.parameters(), lr=3e-3)
+    totals = []
+    for step in range(30):
+        loss = apt_pretrain_loss(lifter, batch, MASK_LEVELS, 0.3, 1.0, 0.5, torch.Generator().manual_seed(step),
+                                 temporal_ratio=0.5)
+        opt.zero_grad()
+        loss["total"].backward()
+        opt.step()
+        totals.append(loss["total"].item())
+    assert all(map(math.isfinite, totals)) and sum(totals[-5:]) < 0.92 * sum(totals[:5]), totals
 
 
 def _lift_2d_only(batch):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pose_study.arms import ARMS
-from pose_study.plan import Plan
+from pose_study.plan import EvalSplit, Plan, RunKey
 from pose_study.report import tidy
 from pose_study.stages import collect
 from tests.fixtures.results_tree import (ResultsTree, copy_study, delete_run, fixture_config, shared_lifter_study,
@@ -180,3 +180,17 @@ def test_lifter_runs_and_variants_are_collected():
     assert not m["variant"].str.startswith("lifter:")[m["testset"] == "wild_mpii_val"].any()
     curves = tidy.read_table(tree.tables, "curves")
     assert {"pretrain_pose", "train_lifter"} <= set(curves["stage"])
+
+
+def test_metric_rows_carry_both_2d_decoders_and_the_argmax_lifter_input():
+    key = RunKey(stage="finetune_3d", arm="l2d_single", model="hg1_tiny", dataset_2d="wild_mpii", dataset_3d="lab")
+    doc = {"source": "synthetic", "samples": 4, "primary_metric": "mpjpe", "metrics": {}, "per_action": {},
+           "baselines": {}, "decoder": "argmax_refined",
+           "decoders": {"argmax_refined": {"error_2d_px": 1.5}, "soft_argmax": {"error_2d_px": 2.25}},
+           "lifters": {"mlp_tiny/scratch": {"detected": {"mpjpe": 50.0}, "gt_2d": {"mpjpe": 40.0},
+                                            "detected_argmax_refined": {"mpjpe": 48.0}}}}
+    rows = tidy.metric_rows(key, EvalSplit("lab", "test", "3d"), doc)
+    got = {(r["variant"], r["metric"]): r["value"] for r in rows}
+    assert got == {("decoder:argmax_refined", "error_2d_px"): 1.5, ("decoder:soft_argmax", "error_2d_px"): 2.25,
+                   ("lifter:mlp_tiny/scratch", "mpjpe"): 50.0, ("gt_2d:mlp_tiny/scratch", "mpjpe"): 40.0,
+                   ("lifter_argmax_refined:mlp_tiny/scratch", "mpjpe"): 48.0}

@@ -99,7 +99,7 @@ def test_an_exact_lifter_scores_zero_on_ground_truth_2d(setup):
     oracle = Oracle(setup["gt_2d"], setup["gt_3d"])
     doc = _evaluate(setup, {"oracle/scratch": oracle})
     scores = doc["lifters"]["oracle/scratch"]
-    assert set(scores) == {"detected", "gt_2d"}
+    assert set(scores) == {"detected", "gt_2d", "detected_argmax_refined"}
     assert scores["gt_2d"]["mpjpe"] == pytest.approx(0.0, abs=1e-3)
     assert scores["gt_2d"]["pck3d"] == pytest.approx(1.0) and "error_2d_px" not in scores["gt_2d"]
     assert scores["detected"]["mpjpe"] > 1.0  # an untrained detector: its 2D is not the truth
@@ -127,6 +127,29 @@ def test_sequence_lifters_read_windows_within_the_clip(setup):
     shifted = truth[before] - truth[before][:, ROOT:ROOT + 1] + truth[:, ROOT:ROOT + 1]
     want = mpjpe(shifted, truth, split.joints_3d_valid).value
     assert want > 10 and doc["lifters"]["seq/previous"]["gt_2d"]["mpjpe"] == pytest.approx(want, abs=1e-2)
+
+
+class FlatNet(nn.Module):
+    """A detector whose heatmaps and depth maps are all zero: soft-argmax reads the map centre."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, images: torch.Tensor) -> dict:
+        maps = torch.zeros(len(images), K, CROP // 4, CROP // 4) + self.weight
+        return {"heatmaps": maps, "depth": maps, "stacks": [(maps, maps)]}
+
+
+def test_every_arm_gets_both_2d_decoders_scored(setup):
+    spec = EvaluateSpec(model=MODEL, run="finetune_3d/x", batch_size=5, device="cpu")
+    doc = evaluate.evaluate_split(FlatNet().eval(), spec, setup["test"], None, None, "lab_test")
+    assert doc["decoder"] == "argmax_refined" and set(doc["decoders"]) == {"argmax_refined", "soft_argmax"}
+    assert doc["decoders"]["argmax_refined"]["error_2d_px"] == doc["metrics"]["error_2d_px"]["value"]
+    centre = np.full(2, (CROP // 4 - 1) / 2 * 4 + 1.5)  # heatmap px 7.5 → crop px 31.5
+    want = np.linalg.norm(setup["split"].joints_2d - centre, axis=-1).mean()
+    assert want > 5 and doc["decoders"]["soft_argmax"]["error_2d_px"] == pytest.approx(want, abs=1e-3)
+    assert doc["decoders"]["argmax_refined"]["error_2d_px"] != pytest.approx(want, abs=1.0)
 
 
 def test_heatmap_lifters_get_gaussian_maps_of_the_true_joints(setup):

@@ -124,18 +124,18 @@ def test_lifted_3d_losses_known_answer():
 # --- Dynamic Weight Average -----------------------------------------------------------------------
 
 
-def test_dwa_weights_are_one_until_two_losses_are_known():
-    dwa = guidance.DynamicWeightAverage(3)
-    assert dwa.weights().tolist() == [1.0, 1.0, 1.0]
-    dwa.update(torch.tensor([1.0, 2.0, 3.0]))
-    assert dwa.weights().tolist() == [1.0, 1.0, 1.0]
+def test_dwa_weights_are_one_over_m_until_two_losses_are_known():
+    dwa = guidance.DynamicWeightAverage(4)
+    assert dwa.weights().tolist() == [0.25] * 4
+    dwa.update(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert dwa.weights().tolist() == [0.25] * 4
 
 
 def test_dwa_equal_loss_ratios_give_equal_weights():
     dwa = guidance.DynamicWeightAverage(3, temperature=2.0)
     dwa.update(torch.tensor([1.0, 2.0, 4.0]))
     dwa.update(torch.tensor([0.5, 1.0, 2.0]))  # every loss halved
-    assert torch.allclose(dwa.weights(), torch.ones(3))
+    assert torch.allclose(dwa.weights(), torch.full((3,), 1 / 3))
 
 
 def test_dwa_unequal_ratios_known_answer_and_exact_state_round_trip():
@@ -143,7 +143,8 @@ def test_dwa_unequal_ratios_known_answer_and_exact_state_round_trip():
     dwa.update(torch.tensor([1.0, 1.0]))
     dwa.update(torch.tensor([2.0, 1.0]))  # r = (2, 1)
     e1, e2 = math.exp(2 / 2), math.exp(1 / 2)
-    assert dwa.weights().tolist() == pytest.approx([2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)])
+    assert dwa.weights().tolist() == pytest.approx([e1 / (e1 + e2), e2 / (e1 + e2)])
+    assert dwa.weights().sum().item() == pytest.approx(1.0)  # the paper's eq. 5, not M
     copy = guidance.DynamicWeightAverage(2, temperature=2.0)
     copy.load_state_dict(dwa.state_dict())
     assert torch.equal(copy.weights(), dwa.weights())
@@ -163,20 +164,20 @@ def test_lifter_dropout_always_keeps_one_and_follows_the_generator():
 
 # --- multi-lifter loss ----------------------------------------------------------------------------
 
-MULTI = {"lambda_xy": 0.02, "lambda_z": 0.04, "lambda_single": 0.8}
+MULTI = {"lambda_xy": 0.02, "lambda_z": 0.04, "lambda_local": 0.03, "lambda_global": 0.01}
 
 
 def test_multi_lifter_loss_of_identical_lifters_has_no_local_term():
     target = torch.zeros(2, K, 3)
     pred = torch.full((2, K, 3), 0.1)
     valid = torch.ones(2, K, dtype=torch.bool)
-    out = guidance.multi_lifter_loss([pred, pred.clone()], target, valid, torch.ones(2),
+    out = guidance.multi_lifter_loss([pred, pred.clone()], target, valid, torch.full((2,), 0.5),
                                      torch.tensor([True, True]), **MULTI)
     assert out["local"].item() == 0.0
     assert out["global"].item() == pytest.approx(0.01)
     per = 0.02 * 0.01 + 0.04 * 0.01
-    assert out["single"].item() == pytest.approx(2 * per)
-    assert out["total"].item() == pytest.approx(0.8 * 2 * per + 0.2 * 0.01)
+    assert out["single"].item() == pytest.approx(per)  # weights 0.5 + 0.5
+    assert out["consistency"].item() == pytest.approx(0.01 * 0.01)
 
 
 def test_multi_lifter_loss_known_answer_for_opposite_lifters_and_dropout():
@@ -184,27 +185,54 @@ def test_multi_lifter_loss_known_answer_for_opposite_lifters_and_dropout():
     a, b = torch.zeros(1, K, 3), torch.zeros(1, K, 3)
     a[..., 0], b[..., 0] = 0.1, -0.1  # mean prediction is exact; the lifters disagree by 0.2 in x
     valid = torch.ones(1, K, dtype=torch.bool)
-    weights = torch.tensor([1.5, 0.5])
+    weights = torch.tensor([0.75, 0.25])
     both = guidance.multi_lifter_loss([a, b], target, valid, weights, torch.tensor([True, True]), **MULTI)
     assert both["global"].item() == pytest.approx(0.0, abs=1e-9)
-    assert both["local"].item() == pytest.approx(0.04)
+    assert both["local"].item() == pytest.approx(0.04 / 3)  # one pair: per-coordinate MSE (0.2² in x only)
     per = 0.02 * 0.01 / 2
-    assert both["single"].item() == pytest.approx(2.0 * per)
+    assert both["single"].item() == pytest.approx(per)
     assert both["per_lifter"].tolist() == pytest.approx([per, per])
+    assert both["consistency"].item() == pytest.approx(0.03 * 0.04 / 3)
     one = guidance.multi_lifter_loss([a, b], target, valid, weights, torch.tensor([False, True]), **MULTI)
     assert one["local"].item() == 0.0
     assert one["global"].item() == pytest.approx(0.01 / 3)
-    assert one["single"].item() == pytest.approx(0.5 * per)
+    assert one["single"].item() == pytest.approx(0.25 * per)
+
+
+def test_local_consistency_sums_over_unordered_pairs():
+    target, valid = torch.zeros(1, K, 3), torch.ones(1, K, dtype=torch.bool)
+    preds = [torch.full((1, K, 3), v) for v in (0.0, 0.1, 0.3)]
+    out = guidance.multi_lifter_loss(preds, target, valid, torch.full((3,), 1 / 3), torch.ones(3, dtype=torch.bool),
+                                     **MULTI)
+    assert out["local"].item() == pytest.approx(0.1**2 + 0.3**2 + 0.2**2)
+
+
+def test_multi_lifter_objective_is_eq_8_of_the_paper(detector):
+    """L_multi = 0.8·(λ_H·H + λ_O·O + Σ_m w_m (λ_xy·xy_m + λ_z·z_m)) + 0.03·local + 0.01·global."""
+    spec = GuidanceSpec(lifter_dropout=0.0)
+    objective = GuidedObjective(frozen_guides(), spec)
+    batch = synthetic_batch()
+    with torch.no_grad():
+        terms = objective(detector(batch.images), batch, 1.0, torch.Generator().manual_seed(0))
+    single = 0.5 * terms["heatmap"] + 0.3 * terms["ohklm"] + terms["single"]
+    expected = 0.8 * single + 0.03 * terms["local"] + 0.01 * terms["global"]
+    assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert terms["local"].item() > 0 and terms["global"].item() > 0
 
 
 def test_guidance_spec_defaults_are_the_papers_and_bad_values_name_the_key():
     spec = GuidanceSpec()
     assert (spec.beta, spec.top_k, spec.lambda_heatmap, spec.lambda_ohklm, spec.lambda_xy, spec.lambda_z,
-            spec.lambda_single, spec.dwa_temperature) == (100.0, 10, 0.5, 0.3, 0.02, 0.04, 0.8, 2.0)
+            spec.lambda_single, spec.lambda_local, spec.lambda_global, spec.dwa_temperature,
+            spec.heatmap_factor) == (100.0, 10, 0.5, 0.3, 0.02, 0.04, 0.8, 0.03, 0.01, 2.0, 0.5)
     with pytest.raises(ValueError, match="lambda_single"):
         GuidanceSpec(lambda_single=1.5)
     with pytest.raises(ValueError, match="lifter_dropout"):
         GuidanceSpec(lifter_dropout=1.0)
+    with pytest.raises(ValueError, match="lambda_local"):
+        GuidanceSpec(lambda_local=-1.0)
+    with pytest.raises(ValueError, match="heatmap_factor"):
+        GuidanceSpec(heatmap_factor=0.0)
 
 
 # --- gradients through frozen lifters ------------------------------------------------------------
@@ -262,6 +290,25 @@ def test_heatmap_objective_is_the_stacked_heatmap_loss(detector):
     target = codecs.encode_heatmaps((batch.joints_2d + 0.5) / 4 - 0.5, batch.valid_2d, (16, 16), 1.0)
     expected = sum(losses.heatmap_loss(h, target, batch.valid_2d) for h, _ in outputs["stacks"])
     assert terms["total"].item() == pytest.approx(expected.item())
+
+
+def test_guided_term_magnitudes_at_initialisation_known_answer():
+    """A detector that outputs zeros (the scale at initialisation) and a lifter that outputs zeros.
+
+    Heatmap term: ½ · mean over pixels of the target² = ½ · Σ exp(−d²/σ²) / (H·W), which is
+    ½ · π σ² / (H·W) for a Gaussian away from the border. 3D terms: the per-coordinate MSE of the
+    root-relative truth, in metres.
+    """
+    size, sigma = 64, 2.0
+    coords = torch.tensor([[[20.0, 30.0], [40.0, 25.0]]])  # heatmap px, far from the border
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    target = codecs.encode_heatmaps(coords, valid, (size, size), sigma)
+    zero = torch.zeros_like(target)
+    half_mse = GuidanceSpec().heatmap_factor * losses.heatmap_loss(zero, target, valid)
+    assert half_mse.item() == pytest.approx(0.5 * math.pi * sigma**2 / size**2, rel=1e-3)
+    truth = torch.tensor([[[0.0, 0.0, 0.0], [0.3, -0.4, 0.2]]])  # metres, root first
+    xy, z, _ = guidance.lifted_3d_losses(torch.zeros_like(truth), truth, valid)
+    assert (xy.item(), z.item()) == pytest.approx(((0.09 + 0.16) / 4, 0.04 / 2))
 
 
 def test_end_to_end_loss_trains_detector_and_lifter_together(detector):

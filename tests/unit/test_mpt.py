@@ -166,7 +166,8 @@ def test_mpt_pretrain_loss_with_noise_runs_and_weights_terms():
         mpt_pretrain_loss(lifter, pair, 0.3, 0.75, 0.0, 0.0, 1.0, 1.0)
 
 
-@pytest.mark.parametrize(("name", "options"), [("apt_tiny", {"fusion": "add"}), ("mpt_tiny", {"input": "coords"}),
+@pytest.mark.parametrize(("name", "options"), [("apt_tiny", {"fusion": "add"}), ("apt_tiny", {"reprojection": "analytic"}),
+                                               ("mpt_tiny", {"input": "coords"}),
                                                ("mpt_tiny", {})])
 def test_weight_file_round_trip(tmp_path, name, options):
     from pose_study.lifters import example_input, load_lifter, save_lifter
@@ -178,3 +179,63 @@ def test_weight_file_round_trip(tmp_path, name, options):
     x, valid = example_input(lifter, 2)
     x = torch.rand_like(x)
     assert loaded.options == options and torch.equal(loaded(x, valid), lifter(x, valid))
+
+
+# --- the detector's σ and the paper's cameras -----------------------------------------------------
+
+def test_heatmaps_at_the_detectors_sigma_known_peak_and_width():
+    """σ = 2 heatmap px (the detector loop's default): peak 1 at the joint, exp(−d²/2σ²) around it."""
+    sigma = 2.0
+    joints = torch.tensor([[[4 * 8 + 1.5, 4 * 6 + 1.5]]])  # crop px → heatmap px (8, 6) exactly
+    assert torch.equal(crop_to_heatmap(joints), torch.tensor([[[8.0, 6.0]]]))
+    maps = synthesize_heatmaps(joints.expand(1, 17, 2), torch.ones(1, 17, dtype=torch.bool), 64, sigma)[0, 0]
+    assert maps[6, 8].item() == pytest.approx(1.0)
+    for dx, dy in [(2, 0), (0, 2), (-3, 0), (2, 2)]:
+        assert maps[6 + dy, 8 + dx].item() == pytest.approx(torch.exp(torch.tensor(-(dx**2 + dy**2) / 8)).item())
+    ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    weight = maps / maps.sum()
+    variance_x = (weight * (xs - 8) ** 2).sum().item()
+    assert variance_x == pytest.approx(sigma**2, rel=0.05)  # width: the Gaussian's σ (a slightly cut tail)
+
+
+def test_plan_gives_pretrain_pose_and_evaluate_the_detector_loops_sigma():
+    from pathlib import Path
+
+    from pose_study import config as cfg
+    from pose_study._spec import spec_from_dict
+    from pose_study.plan import Plan, RunKey
+    from pose_study.stages.pretrain_pose import PretrainPoseSpec
+
+    data = cfg.load_config(Path(__file__).resolve().parents[2] / "config" / "synthetic.yaml")
+    data["finetune_3d"]["loop"]["heatmap_sigma"] = 1.5
+    plan = Plan(data)
+    assert plan.detector_heatmap_sigma == 1.5
+    key = RunKey(stage="pretrain_pose", lifter="mpt_tiny", dataset_3d="lab")
+    spec = spec_from_dict(PretrainPoseSpec, plan.spec(key))
+    assert spec.loop.heatmap_sigma == 1.5 and spec.virtual_cameras == "fixed" and spec.lr == pytest.approx(2e-4)
+    run = RunKey(stage="finetune_3d", arm="mpt", model="hg1_tiny", dataset_2d="wild_mpii", dataset_3d="lab")
+    assert plan.evaluate_spec(run)["heatmap_sigma"] == 1.5
+
+
+def test_fixed_virtual_cameras_are_the_papers_four_h36m_views():
+    from pose_study.lifters.pretraining import H36M_S1_CAMERAS, virtual_cameras
+
+    joints = _poses(1).expand(64, 17, 3).clone()
+    points, intrinsics = virtual_cameras(joints, 64, torch.Generator().manual_seed(0))
+    depths = sorted({round(d) for d in points[:, 0, 2].tolist()})
+    assert depths == sorted(round(d) for _, _, d in H36M_S1_CAMERAS)  # every one of the 4, and only those
+    assert torch.allclose(torch.cdist(points, points), torch.cdist(joints, joints), atol=1e-2)  # rigid
+    one = torch.zeros(1, 17, 3)
+    one[0, :, 2] = 4000.0
+    one[0, 1, 0] += 1000.0  # a 1 m bone along the camera's x axis
+    for _ in range(8):
+        seen, _ = virtual_cameras(one, 64, torch.Generator().manual_seed(_))
+        yaw, pitch = next((y, p) for y, p, d in H36M_S1_CAMERAS if round(d) == round(seen[0, 0, 2].item()))
+        bone = seen[0, 1] - seen[0, 0]
+        yaw_r, pitch_r = torch.deg2rad(torch.tensor(yaw)), torch.deg2rad(torch.tensor(pitch))
+        expected = 1000 * torch.stack([yaw_r.cos(), -pitch_r.sin() * -yaw_r.sin(), pitch_r.cos() * -yaw_r.sin()])
+        assert torch.allclose(bone, expected, atol=1e-2)
+    random, _ = virtual_cameras(joints, 64, torch.Generator().manual_seed(0), mode="random")
+    assert len({round(d) for d in random[:, 0, 2].tolist()}) > 32
+    with pytest.raises(ValueError, match="virtual_cameras"):
+        virtual_cameras(joints, 64, mode="orbit")

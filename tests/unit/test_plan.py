@@ -209,7 +209,7 @@ def test_pose_stages_keep_their_loop_defaults_under_a_partial_loop():
     lifter, pose = _loop(plan, LIFTER, TrainLifterSpec), _loop(plan, POSE, PretrainPoseSpec)
     detector = _loop(plan, DETECTOR, Pretrain2DSpec)
     assert (lifter.eval_every, lifter.batch_size, lifter.grad_clip, lifter.heatmap_sigma, lifter.seed) == \
-        (7, 256, 1.0, 0.75, 3)
+        (7, 256, 1.0, 2.0, 3)  # pose stages read heatmaps at the detector's σ
     assert (pose.batch_size, pose.grad_clip, pose.eval_every, pose.checkpoint_every) == (256, 1.0, 200, 500)
     assert (detector.grad_clip, detector.heatmap_sigma, detector.lr_schedule, detector.warmup) == \
         (None, 2.0, "step", 0.0)
