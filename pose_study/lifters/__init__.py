@@ -28,7 +28,7 @@ from pose_study.lifters.mlp import MlpLifter
 from pose_study.lifters.mpt import MptLifter
 from pose_study.lifters.transformer import TransformerLifter
 from pose_study.models import meta_flops
-from pose_study.train.checkpoint import load_file, load_state_dict_strict, model_state, save_file, unwrap
+from pose_study.weights import load_file, load_state_dict_strict, model_state, save_file, unwrap
 
 KINDS = {"mlp": MlpLifter, "graph": GraphLifter, "transformer": TransformerLifter, "apt": AptLifter,
          "mpt": MptLifter}

@@ -1,0 +1,50 @@
+"""Weight files: atomic ``torch.save``, ``weights_only=True`` loads, strict key matching.
+
+The library layer (``lifters/``, ``models/``) reads and writes weight files through these
+functions; ``train/checkpoint.py`` builds its checkpoints and ``model.pt`` files on them.
+Every file holds only tensors and plain containers, so it loads with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pose_study._io import atomic_path
+
+
+def save_file(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Atomically ``torch.save`` a dict of tensors and plain containers (weights or a checkpoint)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A file written by ``save_file``, loaded with ``weights_only=True`` on the CPU; ValueError names it."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        raise ValueError(f"{path}: not a loadable pose_study weight or checkpoint file ({err})") from err
+
+
+def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists the mismatched keys."""
+    target = unwrap(model)
+    result = target.load_state_dict(state_dict, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"{where}: state dict does not match the model; missing "
+                         f"{result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}")
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under torch.compile / DistributedDataParallel wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict on the CPU, without compile/DDP prefixes (for checkpoints and weights)."""
+    return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
