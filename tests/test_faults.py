@@ -159,3 +159,43 @@ def test_kill_9_of_the_workflow_then_rerun_incomplete_resumes(tmp_path):
     assert "resuming from checkpoint" in log
     a, b = (json.loads((d / target).read_text())["final"]["value"] for d in (whole, cut))
     assert b == pytest.approx(a, rel=1e-4)
+
+
+# --- config faults that used to pass validation or give a cryptic message ----------------------
+
+
+def smoke_dict() -> dict:
+    return yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+
+
+def test_crop_size_the_synthesizer_cannot_render_fails_validation():
+    from pose_study import config
+    from pose_study.data.synthetic.worlds import CROP_SIZES
+
+    bounds = config.schema()["properties"]["crop_size"]
+    assert (bounds["minimum"], bounds["maximum"]) == CROP_SIZES
+    data = smoke_dict()
+    data["crop_size"] = 50
+    with pytest.raises(ValueError, match=r"crop_size: 50 is less than the minimum of 64"):
+        config.validate_config(data)
+
+
+def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    from pose_study import config
+
+    path = tmp_path / "study.yaml"
+    path.write_text("title: x\nseeds: [0\nmodels: [hg1_tiny]\n")
+    with pytest.raises(ValueError, match=r"study\.yaml: not valid YAML, line 3, column 7: .*flow sequence"):
+        config.load_config(path)
+
+
+def test_numbers_from_snakemake_config_overrides_are_accepted():
+    from snakemake.cli import parse_config
+
+    from pose_study import config
+
+    data = smoke_dict()
+    data.update(parse_config(["seeds=[1,2]", "crop_size=128"]))
+    assert data["seeds"] == ["1", "2"]  # what Snakemake's --config parser gives
+    resolved = config.validate_config(data)
+    assert resolved["seeds"] == [1, 2] and resolved["crop_size"] == 128
