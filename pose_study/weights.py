@@ -7,7 +7,9 @@ Every file holds only tensors and plain containers, so it loads with ``weights_o
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,36 @@ import torch
 from pose_study._io import atomic_path
 
 
-def save_file(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Atomically ``torch.save`` a dict of tensors and plain containers (weights or a checkpoint)."""
+def save_file(path: str | os.PathLike, state: dict[str, Any], keep_previous: str | os.PathLike | None = None) -> None:
+    """Atomically ``torch.save`` a dict of tensors and plain containers (weights or a checkpoint).
+
+    Args:
+        path: The file to write; it is replaced only once the new one is complete.
+        state: What to save.
+        keep_previous: If given, the file now at ``path`` is moved here just before the new one
+            replaces it.
+
+    Raises:
+        OSError: The file could not be written (e.g. ``No space left on device``); the message
+            names ``path``, and ``path`` is unchanged.
+    """
+    path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as err:  # torch's zip writer reports a failed write as a RuntimeError
+            raise _write_error(path, tmp, err) from err
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
+
+
+def _write_error(path: Path, tmp: Path, err: RuntimeError) -> OSError:
+    """An ``OSError`` naming ``path`` for torch's failed write, saying whether the disk is full."""
+    free = shutil.disk_usage(tmp.parent).free
+    if free < 1 << 20:
+        return OSError(errno.ENOSPC, f"could not write {path}: No space left on device ({free} bytes free on its "
+                                     "file system); free some space and rerun the same command")
+    return OSError(errno.EIO, f"could not write {path} ({str(err).strip()[:300]})")
 
 
 def load_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -27,7 +55,8 @@ def load_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        raise ValueError(f"{path}: not a loadable pose_study weight or checkpoint file ({err})") from err
+        reason = str(err).strip() or f"{type(err).__name__}, {Path(path).stat().st_size} bytes"
+        raise ValueError(f"{path}: not a loadable pose_study weight or checkpoint file ({reason})") from err
 
 
 def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:

@@ -23,12 +23,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -58,23 +60,80 @@ def spec(steps: int, **loop) -> pretrain_2d.Pretrain2DSpec:
 # --- resource faults --------------------------------------------------------------------------
 
 
-def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tiny_world, tmp_path, monkeypatch):
-    real_save = torch.save
-    calls = {"n": 0}
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 4 MiB tmpfs (mounting needs root, as in CI); skipped elsewhere."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("could not mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)  # torch may still hold the failed file open
 
-    def full_disk(obj, f, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the second checkpoint: the disk is full
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(obj, f, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
-    out = outputs(tmp_path)
-    with pytest.raises(OSError, match=r"could not write checkpoint .*last\.pt.*No space left.*previous checkpoint is intact"):
-        pretrain_2d.run(spec(30), tiny_world["wild_train"], tiny_world["wild_val"], out)
-    monkeypatch.setattr(checkpoint.torch, "save", real_save)
-    assert checkpoint.load_checkpoint(out.checkpoint_dir)["progress"]["step"] == 10
-    assert not list(out.checkpoint_dir.glob("*.tmp")) and not out.model.exists()
+def fill(disk: Path, leave: int) -> None:
+    """Fill ``disk`` until only ``leave`` bytes are free."""
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with open(disk / "filler", "wb") as f:
+        f.write(b"\0" * max(free - leave, 0))
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(small_disk):
+    state = {"weights": torch.arange(20_000, dtype=torch.float32), "progress": {"step": 10}}
+    checkpoint.save_checkpoint(small_disk / "ckpt", state)
+    fill(small_disk, leave=16 * 1024)
+    with pytest.raises(OSError, match=r"could not write checkpoint .*last\.pt .*No space left on device.*"
+                                      r"previous checkpoint is intact"):
+        checkpoint.save_checkpoint(small_disk / "ckpt", {**state, "progress": {"step": 20}})
+    assert checkpoint.load_checkpoint(small_disk / "ckpt")["progress"]["step"] == 10
+    assert sorted(p.name for p in (small_disk / "ckpt").iterdir()) == ["last.pt"]
+
+
+def test_disk_full_while_writing_model_pt_names_the_file(small_disk):
+    from pose_study import models
+
+    fill(small_disk, leave=16 * 1024)
+    with pytest.raises(OSError, match=r"could not write .*model\.pt: No space left on device") as caught:
+        checkpoint.save_weights(small_disk / "run" / "model.pt", models.build_model("hg1_tiny"), "hg1_tiny")
+    assert caught.value.errno == errno.ENOSPC
+    assert list((small_disk / "run").iterdir()) == []
+
+
+def test_truncated_checkpoint_says_delete_it_or_resume_from_the_previous_one(tmp_path):
+    folder = tmp_path / "ckpt"
+    for step in (10, 20):
+        checkpoint.save_checkpoint(folder, {"progress": {"step": step}})
+    last = folder / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"last\.pt: not a loadable .*truncated or corrupt: delete it to start this "
+                                         r"run afresh, or resume from the previous one: mv .*previous\.pt .*last\.pt"):
+        checkpoint.load_checkpoint(folder)
+    os.replace(folder / "previous.pt", last)
+    assert checkpoint.load_checkpoint(folder)["progress"]["step"] == 10
+    last.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"delete it to start this run afresh \(there is no previous one"):
+        checkpoint.load_checkpoint(folder)
+
+
+def test_a_second_trainer_on_the_same_checkpoint_folder_stops_at_once(tiny_world, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pose_study.train import checkpoint; "
+         "checkpoint.claim_folder(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(tmp_path / "ckpt")],
+        stdout=subprocess.PIPE, text=True, env={**ENV, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        with pytest.raises(RuntimeError, match=rf"checkpoint folder .*ckpt is in use by another trainer "
+                                               rf"\(pid {holder.pid} on .*\); .*stop it"):
+            pretrain_2d.run(spec(10), tiny_world["wild_train"], tiny_world["wild_val"], outputs(tmp_path))
+        assert time.monotonic() - start < 5 and not (tmp_path / "ckpt" / "last.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    pretrain_2d.run(spec(10), tiny_world["wild_train"], tiny_world["wild_val"], outputs(tmp_path))  # released on exit
+    assert (tmp_path / "model.pt").exists()
 
 
 def test_interrupted_atomic_write_leaves_nothing_behind(tmp_path):
@@ -199,3 +258,54 @@ def test_numbers_from_snakemake_config_overrides_are_accepted():
     assert data["seeds"] == ["1", "2"]  # what Snakemake's --config parser gives
     resolved = config.validate_config(data)
     assert resolved["seeds"] == [1, 2] and resolved["crop_size"] == 128
+
+
+# --- data faults: the file is named before any training -----------------------------------------
+
+
+def rewrite(src: Path, dst: Path, change) -> Path:
+    from pose_study.data import formats
+
+    split = formats.read_split(src)
+    formats.write_split(dst, change(split))
+    return dst
+
+
+def finetune_args(world: dict, train_3d: Path, tmp_path: Path) -> list[str]:
+    spec_json = json.dumps({"model": "hg1_tiny", "arm": "scratch", "fusion_steps": 5,
+                            "loop": {"batch_size": 4, "eval_every": 5, "checkpoint_every": 5, "log_every": 5,
+                                     "eval_samples": 8}})
+    return ["finetune-3d", "--spec", spec_json, "--train-3d", str(train_3d), "--val-3d", str(world["lab_val"]),
+            "--train-2d", str(world["wild_train"]), "--model-out", str(tmp_path / "model.pt"),
+            "--metrics-out", str(tmp_path / "metrics.json"), "--curve-out", str(tmp_path / "curve.csv"),
+            "--checkpoint-dir", str(tmp_path / "ckpt")]
+
+
+def test_finetune_3d_given_a_2d_only_split_as_train_3d_names_it(tiny_world, tmp_path, caplog):
+    from pose_study import cli
+
+    rc = cli.main(finetune_args(tiny_world, tiny_world["wild_train"], tmp_path))
+    assert rc == 1 and not (tmp_path / "metrics.json").exists()
+    assert re.search(r"FormatError: .*wild_train\.h5: --train-3d needs 3D labels \(joints_3d\), but this split "
+                     r"\(wild/train\) has 2D labels only", caplog.text)
+
+
+def test_nan_at_a_valid_joint_is_rejected_at_read_naming_file_field_and_row(tiny_world, tmp_path):
+    from pose_study.data import formats
+
+    def poison(split):
+        split.joints_3d[3, 5, 2] = float("nan")
+        return split
+
+    bad = rewrite(tiny_world["lab_train"], tmp_path / "nan.h5", poison)
+    with pytest.raises(formats.FormatError, match=r"nan\.h5: field 'joints_3d' has a non-finite coordinate at a "
+                                                  r"valid joint: first at row 3, joint 5 \(.*\); 1 row\(s\) in all"):
+        formats.read_split(bad)
+
+
+def test_an_empty_split_is_named(tiny_world, tmp_path, caplog):
+    from pose_study import cli
+
+    empty = rewrite(tiny_world["lab_train"], tmp_path / "empty.h5", lambda s: s.select(np.zeros(len(s), bool)))
+    assert cli.main(finetune_args(tiny_world, empty, tmp_path)) == 1
+    assert re.search(r"empty\.h5: the split is empty \(0 samples\), so it cannot serve as --train-3d", caplog.text)
