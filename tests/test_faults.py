@@ -309,3 +309,27 @@ def test_an_empty_split_is_named(tiny_world, tmp_path, caplog):
     empty = rewrite(tiny_world["lab_train"], tmp_path / "empty.h5", lambda s: s.select(np.zeros(len(s), bool)))
     assert cli.main(finetune_args(tiny_world, empty, tmp_path)) == 1
     assert re.search(r"empty\.h5: the split is empty \(0 samples\), so it cannot serve as --train-3d", caplog.text)
+
+
+# --- reproducibility: a hand rerun from spec.json computes with the run's thread count -----------
+
+
+def test_spec_json_records_the_thread_count_and_a_hand_rerun_uses_it(tmp_path, monkeypatch, caplog):
+    from pose_study import _spec
+    from pose_study._spec import load_spec_arg, spec_record
+    from pose_study.train import distributed
+
+    monkeypatch.setattr(_spec, "_recorded_threads", None)
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # keep this process's setting
+    record = spec_record(spec(10))
+    assert record["_threads"] == threads
+    record["_threads"] = 3  # as if the study had run it at 3 threads
+    path = tmp_path / "spec.json"
+    write_json(path, record)
+    assert load_spec_arg(pretrain_2d.Pretrain2DSpec, str(path)) == spec(10)
+    assert distributed.cpu_threads({}) == (3, f"recorded in {path}; set OMP_NUM_THREADS to override")
+    assert distributed.cpu_threads({"OMP_NUM_THREADS": "2"})[0] == 2  # an explicit setting still wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    distributed.configure_threads()
+    assert f"but {path} records 3: results may differ" in caplog.text
