@@ -56,7 +56,8 @@ def load_file(path: str | os.PathLike) -> dict[str, Any]:
         return torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
         reason = str(err).strip() or f"{type(err).__name__}, {Path(path).stat().st_size} bytes"
-        raise ValueError(f"{path}: not a loadable pose_study weight or checkpoint file ({reason})") from err
+        raise ValueError(f"{path}: not a loadable weight or checkpoint file; only tensors and plain containers "
+                         f"load (weights_only=True) ({reason})") from err
 
 
 def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:

@@ -333,3 +333,62 @@ def test_spec_json_records_the_thread_count_and_a_hand_rerun_uses_it(tmp_path, m
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     distributed.configure_threads()
     assert f"but {path} records 3: results may differ" in caplog.text
+
+
+# --- messages that must name the file ------------------------------------------------------------
+
+
+class _RunsCode:
+    """A pickle whose loading would create a file (a stand-in for a payload)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_malicious_pretrained_backbone_is_refused_naming_the_file(tmp_path):
+    import pickle
+
+    from pose_study import models
+
+    evil, marker = tmp_path / "resnet18_imagenet.pth", tmp_path / "payload-ran"
+    evil.write_bytes(pickle.dumps({"state_dict": _RunsCode(marker)}, protocol=2))
+    with pytest.raises(ValueError, match=r"resnet18_imagenet\.pth: not a loadable weight or checkpoint file; only "
+                                         r"tensors and plain containers load \(weights_only=True\)"):
+        models.build_model("resnet_tiny", pretrained=evil)
+    assert not marker.exists()
+
+
+def test_a_malformed_evaluation_json_names_the_file_and_field(tmp_path):
+    from pose_study.stages import collect
+    from tests.fixtures.results_tree import copy_study, shared_study
+
+    tree = copy_study(shared_study(), tmp_path / "study")
+    path = next((tree.results / "evaluate").rglob("*.json"))
+    doc = json.loads(path.read_text())
+    del doc["source"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: malformed evaluation JSON: field 'source' is "
+                                         r"missing; .*Delete it and rerun the workflow"):
+        collect.collect(tree.config, tree.results, tree.benchmarks)
+
+
+def test_a_public_download_without_network_says_how_to_place_the_files_by_hand(tmp_path):
+    import socket
+
+    from pose_study.data.catalog import Artefact, DatasetEntry, load_catalog
+    from pose_study.stages import download
+
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused, as offline
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    real = load_catalog()["lspet"]
+    artefact = Artefact(file="lspet_dataset.zip", url=f"http://127.0.0.1:{port}/lspet_dataset.zip", sha256=None, size=None)
+    catalog = {"lspet": DatasetEntry(**{**real.__dict__, "artefacts": (artefact,)})}
+    spec_ = download.DownloadSpec(dataset="lspet", root=str(tmp_path / "lspet"), retries=1, retry_wait_s=0.0)
+    with pytest.raises(ConnectionError, match=r"download incomplete after 2 attempts \(last error: .*refused.*\); .*"
+                                              r"If this machine has no network access, fetch lspet_dataset\.zip "
+                                              r"elsewhere and place it by hand at .*lspet/\.download/lspet_dataset\.zip"):
+        download.run(spec_, tmp_path / "manifest.json", catalog=catalog)

@@ -25,8 +25,10 @@ Nothing the config expects is dropped: absent files become ``missing`` rows. Wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,12 +92,28 @@ def _collect_run(config: dict, results: Path, key: matrix.RunKey, rows: dict[str
     if (run_dir / "curve.csv").is_file():
         rows["curves"] += tidy.curve_rows(key, run_dir / "curve.csv")
     for test in _test_sets_of(config, results, key):
-        doc = _read_json(results / "evaluate" / key.path / f"{test.name}.json")
+        path = results / "evaluate" / key.path / f"{test.name}.json"
+        doc = _read_json(path)
         if doc is None:
             rows["metrics"].append(tidy.missing_metric_row(key, test))
             continue
-        rows["metrics"] += tidy.metric_rows(key, test, doc)
-        rows["examples"] += tidy.example_rows(key, test, doc, CANONICAL.joints)
+        with _fields_of(path):
+            metric_rows, example_rows = tidy.metric_rows(key, test, doc), tidy.example_rows(key, test, doc,
+                                                                                            CANONICAL.joints)
+        rows["metrics"] += metric_rows
+        rows["examples"] += example_rows
+
+
+@contextlib.contextmanager
+def _fields_of(path: Path) -> Iterator[None]:
+    """Turn a missing or mistyped field of the evaluation JSON at ``path`` into an error naming it."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError) as err:
+        problem = f"field {err.args[0]!r} is missing" if isinstance(err, KeyError) else f"a field has the wrong type ({err})"
+        raise ValueError(f"{path}: malformed evaluation JSON: {problem}; it was not written by this "
+                         "pose_study's evaluate stage. Delete it and rerun the workflow (its evaluate job "
+                         "rewrites it)") from err
 
 
 def _test_sets_of(config: dict, results: Path, key: matrix.RunKey) -> list[matrix.EvalSplit]:
@@ -105,7 +123,8 @@ def _test_sets_of(config: dict, results: Path, key: matrix.RunKey) -> list[matri
     for path in sorted((results / "evaluate" / key.path).glob("*.json")):
         if path.stem not in known:
             doc = _read_json(path)
-            tests.append(matrix.EvalSplit(doc["dataset"], doc["split"], doc["kind"]))
+            with _fields_of(path):
+                tests.append(matrix.EvalSplit(doc["dataset"], doc["split"], doc["kind"]))
     return tests
 
 
