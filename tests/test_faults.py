@@ -392,3 +392,22 @@ def test_a_public_download_without_network_says_how_to_place_the_files_by_hand(t
                                               r"If this machine has no network access, fetch lspet_dataset\.zip "
                                               r"elsewhere and place it by hand at .*lspet/\.download/lspet_dataset\.zip"):
         download.run(spec_, tmp_path / "manifest.json", catalog=catalog)
+
+
+# --- the workflow: plain `snakemake` uses the default profile; a failed data check is shown once ---
+
+
+@pytest.mark.workflow
+def test_plain_snakemake_uses_the_default_profile_and_shows_a_failed_data_check_once(tmp_path):
+    data = smoke_dict()
+    data["datasets"]["h36m"] = {"source": "real", "name": "h36m", "root": str(tmp_path / "h36m")}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = subprocess.run(snakemake_cmd(config, tmp_path, "results/smoke/data/h36m/download.json"),
+                            capture_output=True, text=True, env=ENV)
+    shown = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert re.search(r"Using workflow specific profile .*profiles/default", shown)
+    assert re.search(r"h36m \(.*\): \d+ required path\(s\) missing under .*h36m", shown)  # the message itself
+    assert "Register / download: " in shown and shown.count("Error in rule download") == 1
+    assert "Trying to restart" not in shown
