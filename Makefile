@@ -11,6 +11,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 ## make study: create the environment if needed, then run the default (synthetic) study end to end
 study: $(STAMP)
+	$(PY) -m pose_study check-config $(CONFIG)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG)
 
 ## make test: the default test suite (fast; CPU only)

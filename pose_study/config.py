@@ -68,8 +68,10 @@ def _yaml_place(err: yaml.YAMLError) -> str:
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:
-    return " ".join(str(part) for part in (getattr(err, "context", None), getattr(err, "problem", None)) if part) \
-        or str(err)
+    context, mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and mark is not None:
+        context = f"{context} (opened at line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(part) for part in (context, getattr(err, "problem", None)) if part) or str(err)
 
 
 def validate_config(data: Any, where: str = "config") -> dict:

@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from pose_study._io import atomic_path
-from pose_study.config import validate_config
+from pose_study.config import load_config, validate_config
 from pose_study.report import matrix, tidy
 from pose_study.skeletons import CANONICAL
 
@@ -156,8 +155,7 @@ def load_config_arg(arg: str) -> dict:
     path = Path(arg)
     if not path.is_file():
         raise FileNotFoundError(f"--config {arg!r} is neither inline JSON nor an existing file")
-    with open(path, encoding="utf-8") as f:
-        return validate_config(yaml.safe_load(f), where=str(path))  # YAML is a superset of JSON
+    return load_config(path)  # YAML is a superset of JSON; a syntax error names the line
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
