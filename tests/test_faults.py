@@ -412,3 +412,19 @@ def test_plain_snakemake_uses_the_default_profile_and_shows_a_failed_data_check_
     assert re.search(r"h36m \(.*\): \d+ required path\(s\) missing under .*h36m", shown)  # the message itself
     assert "Register / download: " in shown and shown.count("Error in rule download") == 1
     assert "Trying to restart" not in shown
+
+
+def test_non_finite_loss_before_the_first_checkpoint_does_not_claim_one_is_intact(tiny_world, tmp_path, monkeypatch):
+    from pose_study.train import objective
+
+    real = objective.compute_losses
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        terms["total"] = terms["total"] + float("nan")
+        return terms
+
+    monkeypatch.setattr("pose_study.train.objective.compute_losses", poisoned)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 1: .*; no checkpoint was written yet in "
+                                                 r".*ckpt \(a rerun starts afresh\)"):
+        pretrain_2d.run(spec(30), tiny_world["wild_train"], tiny_world["wild_val"], outputs(tmp_path))

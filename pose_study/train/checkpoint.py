@@ -75,6 +75,13 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path
     return path
 
 
+def kept(directory: str | os.PathLike) -> str:
+    """What a failed run leaves to resume from, for its error message."""
+    if (Path(directory) / CHECKPOINT_NAME).is_file():
+        return f"the last good checkpoint in {directory} is intact"
+    return f"no checkpoint was written yet in {directory} (a rerun starts afresh)"
+
+
 def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any] | None:
     """The checkpoint in ``directory``, or None if there is none.
 

@@ -37,7 +37,7 @@ from pose_study.predict import STRIDE, crop_to_heatmap
 from pose_study.skeletons import CANONICAL
 from pose_study.train import accounting
 from pose_study.train.accounting import Progress
-from pose_study.train.checkpoint import load_checkpoint, model_state, save_checkpoint
+from pose_study.train.checkpoint import kept, load_checkpoint, model_state, save_checkpoint
 from pose_study.train.loop import TrainingInterrupted, _sigterm_flag
 
 log = logging.getLogger(__name__)
@@ -296,8 +296,8 @@ def _raise_if_bad(terms: dict[str, torch.Tensor], step: int, checkpoint_dir: Pat
     if bool(torch.isfinite(terms["total"])):
         return
     text = " ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-    raise FloatingPointError(f"non-finite loss at step {step + 1}: {text}; the last good checkpoint in "
-                             f"{checkpoint_dir} is intact (lower the learning rate or set grad_clip)")
+    raise FloatingPointError(f"non-finite loss at step {step + 1}: {text}; {kept(checkpoint_dir)} "
+                             "(lower the learning rate or set grad_clip)")
 
 
 def _record_validation(run: PoseTraining, schedule: Schedule, progress: Progress, loss: float) -> None:

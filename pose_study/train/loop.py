@@ -40,7 +40,7 @@ from pose_study.data.transforms import AugmentSpec, Batch, apply_affines, sample
 from pose_study.predict import predict
 from pose_study.train import accounting, distributed
 from pose_study.train.accounting import Progress
-from pose_study.train.checkpoint import load_checkpoint, model_state, save_checkpoint
+from pose_study.train.checkpoint import kept, load_checkpoint, model_state, save_checkpoint
 from pose_study.train.objective import DepthObjective, LossWeights, Objective, lift_heatmaps
 
 log = logging.getLogger(__name__)
@@ -373,7 +373,7 @@ def _raise_if_bad(bad: torch.Tensor, bad_terms: dict[str, torch.Tensor], checkpo
         values = " ".join(f"{name}={float(v):.4g}" for name, v in bad_terms.items())
         raise FloatingPointError(
             f"non-finite loss at step {step + 1}: {values}; "
-            f"the last good checkpoint in {checkpoint_dir} is intact (lower the learning rate or set grad_clip)")
+            f"{kept(checkpoint_dir)} (lower the learning rate or set grad_clip)")
 
 
 def _log_step(phase: Phase, progress: Progress, last: int, loss: float, img_per_s: float) -> None:
