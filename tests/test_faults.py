@@ -1,7 +1,10 @@
 """Faults a user or a cluster can cause, and what pose_study does about them.
 
 reports/reliability.md lists every fault tried and the outcome. The faults tested here are
-the ones that cross modules; the others are tested beside the code they exercise:
+the ones that cross modules, and the second round of faults a new user hit (disk full on a real
+tmpfs, two trainers on one checkpoint folder, damaged checkpoints, config and data that used to
+pass or give a cryptic message, the default profile, the thread count of a hand rerun); the
+others are tested beside the code they exercise:
 
 * SIGTERM / kill -9 of one training process, resume matching the uninterrupted run:
   tests/unit/test_loop.py::test_interrupted_run_resumes_and_matches_the_uninterrupted_run
@@ -386,12 +389,14 @@ def test_a_public_download_without_network_says_how_to_place_the_files_by_hand(t
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     real = load_catalog()["lspet"]
-    artefact = Artefact(file="lspet_dataset.zip", url=f"http://127.0.0.1:{port}/lspet_dataset.zip", sha256=None, size=None)
+    artefact = Artefact(file="lspet_dataset.zip", url=f"http://127.0.0.1:{port}/lspet_dataset.zip", sha256=None,
+                        size=None)
     catalog = {"lspet": DatasetEntry(**{**real.__dict__, "artefacts": (artefact,)})}
     spec_ = download.DownloadSpec(dataset="lspet", root=str(tmp_path / "lspet"), retries=1, retry_wait_s=0.0)
     with pytest.raises(ConnectionError, match=r"download incomplete after 2 attempts \(last error: .*refused.*\); .*"
                                               r"If this machine has no network access, fetch lspet_dataset\.zip "
-                                              r"elsewhere and place it by hand at .*lspet/\.download/lspet_dataset\.zip"):
+                                              r"elsewhere and place it by hand at "
+                                              r".*lspet/\.download/lspet_dataset\.zip"):
         download.run(spec_, tmp_path / "manifest.json", catalog=catalog)
 
 

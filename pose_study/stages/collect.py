@@ -109,7 +109,8 @@ def _fields_of(path: Path) -> Iterator[None]:
     try:
         yield
     except (KeyError, TypeError, AttributeError) as err:
-        problem = f"field {err.args[0]!r} is missing" if isinstance(err, KeyError) else f"a field has the wrong type ({err})"
+        problem = (f"field {err.args[0]!r} is missing" if isinstance(err, KeyError)
+                   else f"a field has the wrong type ({err})")
         raise ValueError(f"{path}: malformed evaluation JSON: {problem}; it was not written by this "
                          "pose_study's evaluate stage. Delete it and rerun the workflow (its evaluate job "
                          "rewrites it)") from err

@@ -3,8 +3,8 @@
 **CPU threads.** One explicit rule (``cpu_threads``): ``$OMP_NUM_THREADS`` when it is set —
 Snakemake sets it to the rule's ``threads`` for every job, torchrun sets it to 1 per rank unless
 given — otherwise the count recorded in the ``spec.json`` given as ``--spec`` (a hand rerun then
-computes exactly as the original run did), otherwise the cores this process may run on (its CPU affinity, e.g. a SLURM cpuset),
-shared among the ranks on this node, and never more than torch is already set to (a program that
+computes exactly as the original run did), otherwise the cores this process may run on (its CPU
+affinity, e.g. a SLURM cpuset), shared among the ranks on this node, and never more than torch is already set to (a program that
 lowered it, such as the test suite, keeps its setting). The choice is logged.
 
 **DDP.** A job given more than one GPU is started with ``torchrun --nproc_per_node N python -m
