@@ -319,11 +319,9 @@ def test_an_empty_split_is_named(tiny_world, tmp_path, caplog):
 
 
 def test_spec_json_records_the_thread_count_and_a_hand_rerun_uses_it(tmp_path, monkeypatch, caplog):
-    from pose_study import _spec
     from pose_study._spec import load_spec_arg, spec_record
     from pose_study.train import distributed
 
-    monkeypatch.setattr(_spec, "_recorded_threads", None)
     threads = torch.get_num_threads()
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # keep this process's setting
     record = spec_record(spec(10))
