@@ -11,7 +11,8 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 ## make study: create the environment if needed, then run the default (synthetic) study end to end
 study: $(STAMP)
-	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile workflow/profiles/default
+	$(PY) -m pose_study check-config $(CONFIG)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG)
 
 ## make test: the default test suite (fast; CPU only)
 test: $(STAMP)

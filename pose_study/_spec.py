@@ -2,7 +2,9 @@
 
 Every stage's spec is a ``@dataclass(frozen=True)`` next to the stage's code. Snakemake passes the
 resolved spec as JSON on the command line; the stage writes it back to ``spec.json`` beside its
-outputs, so any result can be rebuilt by hand with ``--spec path/to/spec.json``.
+outputs, so any result can be rebuilt by hand with ``--spec path/to/spec.json``. ``spec.json`` also
+records the run's CPU thread count (``_threads``): CPU kernels reduce in a thread-dependent order,
+so a hand rerun from the file uses that count unless ``OMP_NUM_THREADS`` says otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_recorded_threads: tuple[int, str] | None = None  # (threads, spec.json) of the last --spec file read
 
 
 def spec_from_dict(cls: type[T], data: dict[str, Any], where: str = "spec") -> T:
@@ -77,18 +80,33 @@ def spec_to_dict(spec: Any) -> dict[str, Any]:
 
 def load_spec_arg(cls: type[T], arg: str) -> T:
     """Parse a ``--spec`` argument: inline JSON, or the path of a JSON file (e.g. a spec.json)."""
-    text = arg
+    text, where = arg, "the inline --spec"
     if not arg.lstrip().startswith("{"):
         path = Path(arg)
         if not path.is_file():
             raise FileNotFoundError(f"--spec {arg!r} is neither inline JSON nor an existing file")
-        text = path.read_text()
+        text, where = path.read_text(), arg
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"--spec is not valid JSON: {err}") from err
     data.pop("_provenance", None)  # present in spec.json files written by stages
+    _remember_threads(data.pop("_threads", None), where)
     return spec_from_dict(cls, data, where=cls.__name__)
+
+
+def _remember_threads(threads: Any, where: str) -> None:
+    global _recorded_threads
+    if threads is None:
+        return
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"{where}: '_threads' must be a positive integer (the run's CPU threads), got {threads!r}")
+    _recorded_threads = (threads, where)
+
+
+def recorded_threads() -> tuple[int, str] | None:
+    """``(threads, where)`` recorded in the ``--spec`` file this process read, or None."""
+    return _recorded_threads
 
 
 def provenance() -> dict[str, str]:
@@ -116,5 +134,14 @@ def _git_sha() -> str:
 
 
 def spec_record(spec: Any) -> dict[str, Any]:
-    """What a stage writes to ``spec.json``: the resolved spec plus ``_provenance``."""
-    return {**spec_to_dict(spec), "_provenance": provenance()}
+    """What a stage writes to ``spec.json``: the resolved spec, ``_provenance`` and ``_threads``.
+
+    ``_threads`` is torch's intra-op thread count when the record is made (after the stage has
+    set it); it is left out where torch is not installed.
+    """
+    record = {**spec_to_dict(spec), "_provenance": provenance()}
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the light environment of download jobs
+        return record
+    return {**record, "_threads": torch.get_num_threads()}

@@ -19,8 +19,8 @@ def _stages() -> list[tuple[str, ModuleType, str]]:
     # Imported here so that `python -m pose_study --help` stays importable even if one stage's
     # optional dependency is broken; each entry is (subcommand, module, one-line help).
     from pose_study.benchmarks import synthesis, training
-    from pose_study.stages import (collect, convert, download, evaluate, finetune_3d, pretrain_2d, pretrain_pose, report,
-                                   synthesize, train_lifter)
+    from pose_study.stages import (check_config, collect, convert, download, evaluate, finetune_3d, pretrain_2d,
+                                   pretrain_pose, report, synthesize, train_lifter)
 
     return [
         ("synthesize", synthesize, "render one split of a synthetic pose world to canonical HDF5"),
@@ -35,6 +35,7 @@ def _stages() -> list[tuple[str, ModuleType, str]]:
         ("report", report, "render the study's single-file HTML report"),
         ("bench-synth", synthesis, "measure synthesis throughput (images/s per core)"),
         ("bench", training, "measure training throughput, MFU and the data path against the seed-style path"),
+        ("check-config", check_config, "validate a study config as the workflow does (names file, line and key)"),
     ]
 
 

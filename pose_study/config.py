@@ -50,8 +50,24 @@ def _schema() -> dict:
 def load_config(path: str | os.PathLike) -> dict:
     """Read a study YAML and return it validated with defaults filled; errors name the key."""
     with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML{_yaml_place(err)}: {_yaml_problem(err)}; "
+                             "fix the syntax there (indent with spaces, close every bracket and quote)") from err
     return validate_config(data, where=str(path))
+
+
+def _yaml_place(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    return f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    context, mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and mark is not None:
+        context = f"{context} (opened at line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(part) for part in (context, getattr(err, "problem", None)) if part) or str(err)
 
 
 def validate_config(data: Any, where: str = "config") -> dict:
@@ -67,8 +83,12 @@ def validate_config(data: Any, where: str = "config") -> dict:
 
 
 def _extend_with_default(cls):
-    """The jsonschema FAQ recipe (also Snakemake's): fill ``default`` of absent properties."""
-    validate_properties = cls.VALIDATORS["properties"]
+    """The jsonschema FAQ recipe (also Snakemake's): fill ``default`` of absent properties.
+
+    Also coerces strings where the schema wants a number or a boolean: Snakemake's ``--config
+    'seeds=[1]'`` parses list and mapping entries as strings (``['1']``).
+    """
+    validate_properties, validate_items = cls.VALIDATORS["properties"], cls.VALIDATORS["items"]
 
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
@@ -76,9 +96,36 @@ def _extend_with_default(cls):
                 sub = _deref(validator, sub)
                 if "default" in sub and name not in instance:
                     instance[name] = copy.deepcopy(sub["default"])
+                elif name in instance:
+                    instance[name] = _coerced(sub, instance[name])
         yield from validate_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+    def coerce_items(validator, items, instance, schema):
+        if isinstance(instance, list) and isinstance(items, dict):
+            sub = _deref(validator, items)
+            instance[:] = [_coerced(sub, value) for value in instance]
+        yield from validate_items(validator, items, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults, "items": coerce_items})
+
+
+def _coerced(sub: dict, value: Any) -> Any:
+    """``value`` as the number or boolean ``sub`` asks for when it is a string that spells one."""
+    kinds = sub.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if not isinstance(value, str) or "string" in kinds:
+        return value
+    for kind in kinds:
+        try:
+            if kind == "integer":
+                return int(value)
+            if kind == "number":
+                return float(value)
+        except ValueError:
+            continue
+        if kind == "boolean" and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    return value
 
 
 def _deref(validator, sub: dict) -> dict:

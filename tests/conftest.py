@@ -7,10 +7,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from pose_study import _spec
 from pose_study.data.synthetic.worlds import SynthesizeSpec
 from pose_study.stages import synthesize
 
 torch.set_num_threads(1)  # two cores shared by pytest and the subprocesses it starts
+
+
+@pytest.fixture(autouse=True)
+def _no_recorded_threads(monkeypatch):
+    """The thread count of a spec.json one test reads (``--spec``) must not set the next test's."""
+    monkeypatch.setattr(_spec, "_recorded_threads", None)
+
 
 WORLD = {  # dataset -> (world, {split: samples})
     "wild": ("wild", {"train": 384, "val": 96}),

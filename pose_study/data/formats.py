@@ -225,12 +225,42 @@ def read_split(path: str | os.PathLike, images: bool = True) -> PoseSplit:
     split = PoseSplit(info=info, images=imgs, **{"joints_2d": None, "joints_2d_valid": None, "center": None,
                                                  "scale": None, **data}, **strings)
     _check_arrays(split, where=str(path), check_images=images)
+    _check_finite(split, where=str(path))
     return split
 
 
 def is_pose_only(h5: h5py.File) -> bool:
     """True if an open split file is pose-only (``image_encoding = "none"``)."""
     return str(h5.attrs.get("image_encoding", "raw")) == POSE_ONLY_ENCODING
+
+
+def check_split(path: str | os.PathLike, role: str, needs_3d: bool = False) -> SplitInfo:
+    """Check cheaply, before any work, that ``path`` can serve as ``role`` (e.g. ``"--train-3d"``).
+
+    Args:
+        path: A canonical split file.
+        role: What the caller uses it for, named in the error (a flag or an input name).
+        needs_3d: The role needs 3D labels (``joints_3d``).
+
+    Returns:
+        The split's attributes.
+
+    Raises:
+        FormatError: The split is empty, or has no 3D labels where ``needs_3d``; the message names
+            the file and the role.
+    """
+    with _open(path) as h5:
+        info = _info(h5, path)
+        labels = "joints_2d" if "joints_2d" in h5 else "joints_3d"  # pose-only splits have 3D labels only
+        n = len(h5[labels]) if labels in h5 else None
+        has_3d = "joints_3d" in h5
+    if n == 0:
+        raise FormatError(f"{path}: the split is empty (0 samples), so it cannot serve as {role}; rerun the "
+                          "convert/synthesize step that wrote it, or check that dataset's files")
+    if needs_3d and not has_3d:
+        raise FormatError(f"{path}: {role} needs 3D labels (joints_3d), but this split ({info.dataset}/{info.split}) "
+                          "has 2D labels only; pass a split of a 3D dataset")
+    return info
 
 
 def decode_jpeg(data: bytes | np.ndarray) -> np.ndarray:
@@ -314,6 +344,21 @@ def _check_pose_only(split: PoseSplit, where: str) -> None:
         raise FormatError(f"{where}: a pose-only split (images None) must not have {extra}")
     if split.joints_3d is None or split.joints_3d_valid is None:
         raise FormatError(f"{where}: a pose-only split needs 'joints_3d' and 'joints_3d_valid'")
+
+
+def _check_finite(split: PoseSplit, where: str) -> None:
+    """A valid joint's coordinates must be finite (NaN is allowed only where the joint is invalid)."""
+    for name in ("joints_2d", "joints_3d"):
+        coords = getattr(split, name)
+        if coords is None:
+            continue
+        bad = ~np.isfinite(coords).all(axis=-1) & np.asarray(getattr(split, f"{name}_valid"), dtype=bool)
+        if bad.any():
+            row, joint = (int(i) for i in np.argwhere(bad)[0])
+            raise FormatError(
+                f"{where}: field {name!r} has a non-finite coordinate at a valid joint: first at row {row}, joint "
+                f"{joint} ({CANONICAL.joints[joint]}); {int(bad.any(axis=1).sum())} row(s) in all. Mark such joints "
+                f"invalid in {name + '_valid'!r} or fix the converter that wrote the file")
 
 
 def _kind_ok(dtype: np.dtype, kind: str) -> bool:

@@ -29,7 +29,7 @@ from pose_study.lifters.transformer import TransformerLifter
 from pose_study.models import meta_flops
 from pose_study.presets import (FUSIONS, INPUTS, LIFTER_KINDS, LIFTERS, OPTIONS, REPROJECTIONS, LifterPreset,
                                 applicable_options, resolve_preset)
-from pose_study.train.checkpoint import load_file, load_state_dict_strict, model_state, save_file, unwrap
+from pose_study.weights import load_file, load_state_dict_strict, model_state, save_file, unwrap
 
 KINDS = {"mlp": MlpLifter, "graph": GraphLifter, "transformer": TransformerLifter, "apt": AptLifter,
          "mpt": MptLifter}

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from pose_study.skeletons import ROOT
-from pose_study.train.checkpoint import unwrap
+from pose_study.weights import unwrap
 
 MM_PER_M = 1000.0
 MIN_SCALE_PX = 1e-6  # the normalising scale of a pose whose valid joints coincide (or of none)

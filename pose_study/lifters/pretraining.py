@@ -30,7 +30,7 @@ from pose_study.data.poses import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS, mask_groups, sample_mask, sample_temporal_mask
 from pose_study.predict import STRIDE, crop_to_heatmap
 from pose_study.skeletons import CANONICAL, ROOT
-from pose_study.train.checkpoint import unwrap
+from pose_study.weights import unwrap
 
 BOX_MARGIN = 1.25  # virtual crops: box side = margin × the pose's longer 2D extent, as the converters' default
 DISTANCE_MM = (3000.0, 6000.0)  # virtual camera distance to the root

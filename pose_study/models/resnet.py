@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from pose_study.models.heads import JointHeads, init_small, pack_outputs
+from pose_study.weights import load_file
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +137,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: The file holds no state dict.
+        ValueError: The file is not loadable with ``weights_only=True`` (e.g. a pickle that would
+            run code) or holds no state dict; the message names it.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_file(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -25,17 +25,18 @@ Nothing the config expects is dropped: absent files become ``missing`` rows. Wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from pose_study._io import atomic_path
-from pose_study.config import validate_config
+from pose_study.config import load_config, validate_config
 from pose_study.plan import EvalSplit, Plan, RunKey
 from pose_study.report import tidy
 from pose_study.skeletons import CANONICAL
@@ -92,12 +93,29 @@ def _collect_run(plan: Plan, results: Path, key: RunKey, rows: dict[str, list]) 
     if (run_dir / "curve.csv").is_file():
         rows["curves"] += tidy.curve_rows(key, run_dir / "curve.csv")
     for test in _test_sets_of(plan, results, key):
-        doc = _read_json(results / "evaluate" / key.path / f"{test.name}.json")
+        path = results / "evaluate" / key.path / f"{test.name}.json"
+        doc = _read_json(path)
         if doc is None:
             rows["metrics"].append(tidy.missing_metric_row(key, test))
             continue
-        rows["metrics"] += tidy.metric_rows(key, test, doc)
-        rows["examples"] += tidy.example_rows(key, test, doc, CANONICAL.joints)
+        with _fields_of(path):
+            metric_rows, example_rows = tidy.metric_rows(key, test, doc), tidy.example_rows(key, test, doc,
+                                                                                            CANONICAL.joints)
+        rows["metrics"] += metric_rows
+        rows["examples"] += example_rows
+
+
+@contextlib.contextmanager
+def _fields_of(path: Path) -> Iterator[None]:
+    """Turn a missing or mistyped field of the evaluation JSON at ``path`` into an error naming it."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError) as err:
+        problem = (f"field {err.args[0]!r} is missing" if isinstance(err, KeyError)
+                   else f"a field has the wrong type ({err})")
+        raise ValueError(f"{path}: malformed evaluation JSON: {problem}; it was not written by this "
+                         "pose_study's evaluate stage. Delete it and rerun the workflow (its evaluate job "
+                         "rewrites it)") from err
 
 
 def _test_sets_of(plan: Plan, results: Path, key: RunKey) -> list[EvalSplit]:
@@ -107,7 +125,8 @@ def _test_sets_of(plan: Plan, results: Path, key: RunKey) -> list[EvalSplit]:
     for path in sorted((results / "evaluate" / key.path).glob("*.json")):
         if path.stem not in known:
             doc = _read_json(path)
-            tests.append(EvalSplit(doc["dataset"], doc["split"], doc["kind"]))
+            with _fields_of(path):
+                tests.append(EvalSplit(doc["dataset"], doc["split"], doc["kind"]))
     return tests
 
 
@@ -139,8 +158,7 @@ def load_config_arg(arg: str) -> dict:
     path = Path(arg)
     if not path.is_file():
         raise FileNotFoundError(f"--config {arg!r} is neither inline JSON nor an existing file")
-    with open(path, encoding="utf-8") as f:
-        return validate_config(yaml.safe_load(f), where=str(path))  # YAML is a superset of JSON
+    return load_config(path)  # YAML is a superset of JSON; a syntax error names the line
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

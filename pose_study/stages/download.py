@@ -142,7 +142,7 @@ def _verification(artefact: Artefact) -> bool | str:
 
 def fetch(url: str, target: Path, artefact: Artefact, spec: DownloadSpec) -> None:
     """Download ``url`` to ``target`` via ``<target>.part``, resuming with HTTP range requests."""
-    part = target.with_name(target.name + ".part")
+    part, last = target.with_name(target.name + ".part"), None
     for attempt in range(spec.retries + 1):
         if attempt:
             time.sleep(min(spec.retry_wait_s * 2 ** (attempt - 1), 60.0))
@@ -155,9 +155,13 @@ def fetch(url: str, target: Path, artefact: Artefact, spec: DownloadSpec) -> Non
                 raise ConnectionError(f"{url}: HTTP {err.code} {err.reason}; check the catalog URL for "
                                       f"{artefact.file} (or pass a mirror)") from err
             log.warning("%s: attempt %d failed (%s)", url, attempt + 1, err)
+            last = err
     have = part.stat().st_size if part.exists() else 0
-    raise ConnectionError(f"{url}: download incomplete after {spec.retries + 1} attempts ({have} bytes in "
-                          f"{part}); rerun `download` to resume")
+    raise ConnectionError(
+        f"{url}: download incomplete after {spec.retries + 1} attempts (last error: {last}; {have} bytes in "
+        f"{part}); rerun `download` to resume. If this machine has no network access, fetch {artefact.file} "
+        f"elsewhere and place it by hand at {target} (the next run verifies and extracts it), or set "
+        "`download: {mirror: URL}` for this dataset in the study config")
 
 
 def _transfer(url: str, part: Path, timeout_s: float) -> bool:

@@ -49,7 +49,7 @@ from pose_study._io import write_json
 from pose_study._spec import load_spec_arg, provenance, spec_to_dict
 from pose_study.data import codecs
 from pose_study.data.batches import SplitTensors, sequential_batches
-from pose_study.data.formats import PoseSplit, read_split
+from pose_study.data.formats import PoseSplit, check_split, read_split
 from pose_study.data.poses import sequence_windows
 from pose_study.lifters.inputs import MM_PER_M, lift
 from pose_study.predict import back_project, crop_to_heatmap, heatmap_to_crop, network_maps
@@ -133,6 +133,11 @@ def run(spec: EvaluateSpec, weights: Path, tests: list[Path], outs: list[Path],
     """
     if len(tests) != len(outs):
         raise ValueError(f"{len(tests)} --test splits but {len(outs)} --out files; give one --out per --test")
+    for test in tests:
+        check_split(test, "--test")
+    for path, role, needs_3d in ((train_2d, "--train-2d", False), (train_3d, "--train-3d", True)):
+        if path is not None:
+            check_split(path, role, needs_3d)
     device = resolve_device(spec.device)
     model = models.build_model(spec.model).to(device)
     load_weights(weights, model, spec.model)

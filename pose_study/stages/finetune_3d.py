@@ -36,9 +36,10 @@ import torch
 from pose_study import lifters
 from pose_study._spec import load_spec_arg
 from pose_study.arms import ARMS, Arm
+from pose_study.data.formats import check_split
 from pose_study.models import MODELS
 from pose_study.stages import _training
-from pose_study.train.checkpoint import load_weights
+from pose_study.train.checkpoint import claim_folder, load_weights
 from pose_study.train.detection import DetectorTask, TrainData
 from pose_study.train.guidance import GuidanceSpec
 from pose_study.train.loop import LoopSpec, Phase
@@ -151,6 +152,10 @@ def run(spec: Finetune3DSpec, train_3d: Path, val_3d: Path, train_2d: Path, out:
     """
     arm, guide_lifters = spec.arm_spec, list(guide_lifters)
     check_inputs(arm, init_weights, guide_lifters, lifter_init)
+    check_split(train_3d, "--train-3d", needs_3d=True)
+    check_split(val_3d, "--val-3d", needs_3d=True)
+    check_split(train_2d, "--train-2d")
+    claim_folder(out.checkpoint_dir)
     backbone = spec.pretrained_backbone if arm.detector_init == "scratch" else None
     model, device = _training.build(spec.model, spec.loop, backbone)
     if init_weights is not None:

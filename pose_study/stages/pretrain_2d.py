@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pose_study._spec import load_spec_arg
+from pose_study.data.formats import check_split
 from pose_study.models import MODELS
 from pose_study.stages import _training
+from pose_study.train import checkpoint
 from pose_study.train.detection import DetectorTask
 from pose_study.train.loop import LoopSpec, Phase
 
@@ -48,6 +50,9 @@ class Pretrain2DSpec:
 
 def run(spec: Pretrain2DSpec, train: Path, val: Path, out: _training.TrainOutputs) -> dict:
     """Pre-train ``spec.model`` on ``train``; returns the metrics written to ``out.metrics``."""
+    check_split(train, "--train")
+    check_split(val, "--val")
+    checkpoint.claim_folder(out.checkpoint_dir)
     model, device = _training.build(spec.model, spec.loop, spec.pretrained_backbone)
     data = _training.load_data(val, device, train_2d=train)
     task = DetectorTask(data, spec.loop)

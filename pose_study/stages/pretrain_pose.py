@@ -31,12 +31,14 @@ from torch import nn
 from pose_study import lifters
 from pose_study._spec import load_spec_arg
 from pose_study.data.batches import random_indices
+from pose_study.data.formats import check_split
 from pose_study.data.poses import PoseData
 from pose_study.data.poses import PoseBatch
 from pose_study.lifters.masks import MASK_LEVELS
 from pose_study.lifters.pretraining import VIRTUAL_CAMERAS
 from pose_study.stages import _training
 from pose_study.stages._pose_training import freeze_options, pose_loop, sampler, setup, train_and_write
+from pose_study.train import checkpoint
 from pose_study.train.lifting import PoseTask
 from pose_study.train.loop import LoopSpec
 
@@ -184,6 +186,11 @@ def concat_pose_data(parts: list[PoseData]) -> PoseData:
 def run(spec: PretrainPoseSpec, train_3d: Path, val_3d: Path, train_2d: list[Path] | None,
         out: _training.TrainOutputs) -> dict:
     """Pre-train ``spec.lifter``; returns the metrics written to ``out.metrics``."""
+    check_split(train_3d, "--train-3d", needs_3d=True)
+    check_split(val_3d, "--val-3d", needs_3d=True)
+    for path in train_2d or []:
+        check_split(path, "--train-2d")
+    checkpoint.claim_folder(out.checkpoint_dir)
     device = setup(spec.loop)
     model = lifters.build_lifter(spec.lifter, options=dict(spec.options)).to(device)
     frames = model.frames

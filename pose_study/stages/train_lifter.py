@@ -26,11 +26,13 @@ from torch import nn
 
 from pose_study import lifters
 from pose_study._spec import load_spec_arg
+from pose_study.data.formats import check_split
 from pose_study.data.poses import PoseData
 from pose_study.data.poses import PoseBatch
 from pose_study.lifters.inputs import relative_3d
 from pose_study.stages import _training
 from pose_study.stages._pose_training import freeze_options, pose_loop, sampler, setup, train_and_write
+from pose_study.train import checkpoint
 from pose_study.train.lifting import PoseTask, centre_mse_loss, lifter_inputs
 from pose_study.train.loop import LoopSpec
 
@@ -104,6 +106,9 @@ def initial_lifter(spec: TrainLifterSpec, init_weights: Path | None) -> nn.Modul
 def run(spec: TrainLifterSpec, train_3d: Path, val_3d: Path, out: _training.TrainOutputs,
         init_weights: Path | None = None, init_metrics: Path | None = None) -> dict:
     """Train ``spec.lifter`` on ``train_3d``; returns the metrics written to ``out.metrics``."""
+    check_split(train_3d, "--train-3d", needs_3d=True)
+    check_split(val_3d, "--val-3d", needs_3d=True)
+    checkpoint.claim_folder(out.checkpoint_dir)
     device = setup(spec.loop)
     model = initial_lifter(spec, init_weights).to(device)
     train = PoseData.load(train_3d, device, model.frames)

@@ -2,8 +2,9 @@
 
 **CPU threads.** One explicit rule (``cpu_threads``): ``$OMP_NUM_THREADS`` when it is set —
 Snakemake sets it to the rule's ``threads`` for every job, torchrun sets it to 1 per rank unless
-given — otherwise the cores this process may run on (its CPU affinity, e.g. a SLURM cpuset),
-shared among the ranks on this node, and never more than torch is already set to (a program that
+given — otherwise the count recorded in the ``spec.json`` given as ``--spec`` (a hand rerun then
+computes exactly as the original run did), otherwise the cores this process may run on (its CPU
+affinity, e.g. a SLURM cpuset), shared among the ranks on this node, and never more than torch is already set to (a program that
 lowered it, such as the test suite, keeps its setting). The choice is logged.
 
 **DDP.** A job given more than one GPU is started with ``torchrun --nproc_per_node N python -m
@@ -30,6 +31,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from pose_study._spec import recorded_threads
 
 log = logging.getLogger(__name__)
 RANK_SEED_STRIDE = 1_000_003  # rank r draws from seed + r·stride: rank 0 keeps the single-device seed
@@ -63,7 +66,8 @@ def cpu_threads(environ: Mapping[str, str] | None = None) -> tuple[int, str]:
         environ: Environment to read (default ``os.environ``).
 
     Returns:
-        ``(threads, source)``: ``$OMP_NUM_THREADS`` when set, else the cores of this process's
+        ``(threads, source)``: ``$OMP_NUM_THREADS`` when set, else the count recorded in the
+        ``--spec`` file read (``_spec.recorded_threads``), else the cores of this process's
         affinity divided by ``$LOCAL_WORLD_SIZE``, capped at ``torch.get_num_threads()``.
 
     Raises:
@@ -71,6 +75,9 @@ def cpu_threads(environ: Mapping[str, str] | None = None) -> tuple[int, str]:
     """
     environ = os.environ if environ is None else environ
     value = environ.get("OMP_NUM_THREADS", "").strip()
+    if not value and recorded_threads() is not None:
+        threads, where = recorded_threads()
+        return threads, f"recorded in {where}; set OMP_NUM_THREADS to override"
     if not value:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         ranks = max(int(environ.get("LOCAL_WORLD_SIZE", 1)), 1)
@@ -92,6 +99,10 @@ def configure_threads(threads: int | None = None) -> int:
     source = "given"
     if threads is None:
         threads, source = cpu_threads()
+    recorded = recorded_threads()
+    if recorded is not None and recorded[0] != threads:
+        log.warning("using %d CPU thread(s), but %s records %d: results may differ from that run's in the last "
+                    "bits (unset OMP_NUM_THREADS to use the recorded count)", threads, recorded[1], recorded[0])
     torch.set_num_threads(threads)
     log.info("using %d CPU thread(s) (%s)", threads, source)
     return threads

@@ -45,7 +45,7 @@ import torch
 from pose_study.data.transforms import AugmentSpec
 from pose_study.train import accounting, distributed
 from pose_study.train.accounting import Progress
-from pose_study.train.checkpoint import load_checkpoint, model_state, save_checkpoint
+from pose_study.train.checkpoint import kept, load_checkpoint, model_state, save_checkpoint
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -372,8 +372,8 @@ class NanGuard:
         if step >= 0:
             values = " ".join(f"{name}={float(v):.4g}" for name, v in zip(self.names, self.values))
             raise FloatingPointError(
-                f"non-finite loss at step {step + 1}: {values}; the last good checkpoint in "
-                f"{self.checkpoint_dir} is intact (lower the learning rate or set grad_clip)")
+                f"non-finite loss at step {step + 1}: {values}; {kept(self.checkpoint_dir)} "
+                "(lower the learning rate or set grad_clip)")
 
 
 def _agreed_stop(ctx: _RunContext, at_sync: bool, device: torch.device) -> bool:

@@ -1,7 +1,7 @@
 """The slurm profile on a real one-node SLURM (scripts/slurm-single-node.sh).
 
 One cluster per module; the smoke study runs once through the slurm executor (tests/profiles/slurm-local)
-while the same study runs locally beside it (workflow/profiles/default). The tests then read that run:
+while the same study runs locally beside it (profiles/default). The tests then read that run:
 GPU requests in the sbatch lines, the report, local == SLURM numbers, a partial rerun, and a training
 job that SLURM sends SIGTERM and that resumes from its checkpoint when resubmitted.
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "slurm-single-node.sh"
 ON_SLURM = ("--profile", str(REPO / "tests/profiles/slurm-local"))
-LOCALLY = ("--workflow-profile", str(REPO / "workflow/profiles/default"))  # as `make study` runs
+LOCALLY = ("--workflow-profile", str(REPO / "profiles/default"))  # as plain `snakemake` and `make study` run
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
        "OMP_NUM_THREADS": "1"}
 RUN_TIMEOUT_S = 1200  # a guard against a hung run (e.g. a status command that never answers), not a budget

@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pose_study"
 # package. Inside the first layer (torch-free tables, config and the plan, pure metrics) any import is fine.
 LAYERS = [
     {"__init__", "_io", "_spec", "skeletons", "presets", "arms", "records", "metrics", "config", "plan"},
-    {"data"},
-    {"models", "predict", "weights"},
+    {"data", "weights"},
+    {"models", "predict"},
     {"lifters"},
     {"train", "report"},
     {"benchmarks", "stages"},
