@@ -19,23 +19,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
-from pose_study import __version__
 from pose_study._io import write_json
 from pose_study._spec import load_spec_arg, spec_record
-from pose_study.data.formats import PoseSplit, SplitInfo, encode_jpeg, write_split
-from pose_study.data.synthetic.generate import Chunk, synthesize_chunk
-from pose_study.data.synthetic.worlds import (
-    GENERATOR_VERSION, IMAGE_ENCODINGS, JOINT_SETS, SPLITS, WORLDS, SynthesizeSpec,
-)
+from pose_study.data.synthetic import split as synthetic_split
+from pose_study.data.synthetic.worlds import IMAGE_ENCODINGS, JOINT_SETS, SPLITS, WORLDS, SynthesizeSpec
 
 log = logging.getLogger(__name__)
-_LOG_EVERY_S = 10.0
 _OPTIONS = ("world", "split", "num_samples", "crop_size", "seed", "joint_set", "dataset", "clip_length",
             "chunk_size", "image_encoding")
 
@@ -56,45 +47,9 @@ def run(spec: SynthesizeSpec, out: Path) -> None:
     log.info("synthesize %s/%s: %d images of %d px, seed %d, joint set %s -> %s", spec.world, spec.split,
              spec.num_samples, spec.crop_size, spec.seed, spec.joint_set, out)
     log.info("spec: %s", dataclasses.asdict(spec))
-    chunks = list(_render(spec))
-    write_split(out, _assemble(spec, chunks), image_encoding=spec.image_encoding)
+    synthetic_split.write(spec, out)
     write_json(spec_json_path(out), spec_record(spec))
     log.info("wrote %s and %s", out, spec_json_path(out))
-
-
-def _render(spec: SynthesizeSpec) -> Iterator[Chunk]:
-    """Yield rendered chunks (JPEG-encoded when asked, to bound memory) and log progress."""
-    t0 = last = time.perf_counter()
-    for start in range(0, spec.num_samples, spec.chunk_size):
-        stop = min(start + spec.chunk_size, spec.num_samples)
-        chunk = synthesize_chunk(spec, start, stop)
-        if spec.image_encoding == "jpeg":
-            chunk.images = [encode_jpeg(im) for im in chunk.images]
-        chunk.body_mask = chunk.occluder_mask = None  # test-only masks are not stored
-        yield chunk
-        now = time.perf_counter()
-        if now - last > _LOG_EVERY_S or stop == spec.num_samples:
-            log.info("rendered %d/%d images (%.0f img/s)", stop, spec.num_samples, stop / (now - t0))
-            last = now
-
-
-def _cat(chunks: list[Chunk], name: str) -> np.ndarray | list | None:
-    parts = [getattr(c, name) for c in chunks]
-    if parts[0] is None:
-        return None
-    if isinstance(parts[0], list):
-        return [x for p in parts for x in p]
-    return np.concatenate(parts)
-
-
-def _assemble(spec: SynthesizeSpec, chunks: list[Chunk]) -> PoseSplit:
-    """One ``PoseSplit`` from the rendered chunks."""
-    info = SplitInfo(dataset=spec.dataset, split=spec.split, skeleton=spec.joint_set, source="synthetic",
-                     converter=f"pose_study.synthesize {__version__} (generator v{GENERATOR_VERSION}, "
-                               f"world {spec.world})")
-    names = ("images", "joints_2d", "joints_2d_valid", "center", "scale", "joints_3d", "joints_3d_valid",
-             "intrinsics", "head_box", "subject", "action", "camera", "clip", "frame")
-    return PoseSplit(info=info, **{name: _cat(chunks, name) for name in names})
 
 
 # --- command line -------------------------------------------------------------------------------
