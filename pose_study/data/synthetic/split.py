@@ -1,4 +1,5 @@
-"""One synthetic split on disk: render ``SynthesizeSpec`` chunk by chunk into the canonical HDF5 format.
+"""One synthetic split on disk: render ``SynthesizeSpec`` chunk by chunk into the canonical HDF5 format,
+holding one chunk (``spec.chunk_size`` samples) in memory at a time.
 
 Used by the ``synthesize`` stage and by the benchmarks (which must not depend on the stages).
 """
@@ -10,10 +11,8 @@ import os
 import time
 from collections.abc import Iterator
 
-import numpy as np
-
 from pose_study import __version__
-from pose_study.data.formats import PoseSplit, SplitInfo, encode_jpeg, write_split
+from pose_study.data.formats import PoseSplit, SplitInfo, SplitWriter, encode_jpeg
 from pose_study.data.synthetic.generate import Chunk, synthesize_chunk
 from pose_study.data.synthetic.worlds import GENERATOR_VERSION, SynthesizeSpec
 
@@ -47,20 +46,11 @@ def render_chunks(spec: SynthesizeSpec) -> Iterator[PoseSplit]:
 
 
 def write(spec: SynthesizeSpec, out: str | os.PathLike) -> None:
-    """Render ``spec`` and write it to ``out`` (canonical HDF5, atomically)."""
-    chunks = list(render_chunks(spec))
-    write_split(out, PoseSplit(info=chunks[0].info, **{name: _cat(chunks, name) for name in _FIELDS}),
-                image_encoding=spec.image_encoding)
+    """Render ``spec`` and write it to ``out`` (canonical HDF5, atomically), one chunk in memory at a time."""
+    with SplitWriter(out, split_info(spec), spec.image_encoding) as writer:
+        for part in render_chunks(spec):
+            writer.append(part)
 
 
 def _as_split(info: SplitInfo, chunk: Chunk) -> PoseSplit:
     return PoseSplit(info=info, **{name: getattr(chunk, name) for name in _FIELDS})
-
-
-def _cat(chunks: list[PoseSplit], name: str) -> np.ndarray | list | None:
-    parts = [getattr(c, name) for c in chunks]
-    if parts[0] is None:
-        return None
-    if isinstance(parts[0], list):
-        return [x for p in parts for x in p]
-    return np.concatenate(parts)
