@@ -15,7 +15,9 @@ uninterrupted run would have drawn.
   the free GPU memory. On the CPU there is one choice.
 
 **Streamed splits.** ``SplitTensors.load`` holds a split whole only when its decoded images fit
-``memory_budget_mb`` (config key ``data_memory_mb``; ``DEFAULT_MEMORY_MB``). A larger split is
+``memory_budget_mb`` (default: ``$POSE_STUDY_DATA_MEMORY_MB``, which the workflow sets from the
+config key ``data_memory_mb`` like ``OMP_NUM_THREADS`` from a rule's threads, else
+``DEFAULT_MEMORY_MB``). A larger split is
 returned as a ``StreamedSplit``: the labels stay in memory (≈ 0.4 KB per sample), the images stay
 on disk and each ``gather`` reads only the batch's crops, row by row in file order without
 HDF5's chunk cache (raw crops), or their JPEG bytes, decoded in a thread pool (PIL releases the
@@ -44,7 +46,8 @@ log = logging.getLogger(__name__)
 RESIDENCES = ("auto", "device", "host")
 DEVICE_SHARE = 0.2  # "auto" keeps a split on the GPU when it needs at most this share of free memory
 _FIELDS = ("images", "joints_2d", "valid_2d", "joints_3d", "valid_3d", "intrinsics", "is_3d")
-DEFAULT_MEMORY_MB = 4096  # decoded images up to this size are held whole (config: data_memory_mb)
+DEFAULT_MEMORY_MB = 2048  # decoded images up to this size are held whole (config: data_memory_mb)
+MEMORY_ENV = "POSE_STUDY_DATA_MEMORY_MB"  # the workflow's data_memory_mb, for every job it starts
 DECODE_THREADS = 4  # JPEG decoding threads of a streamed split (capped by the CPU threads)
 
 
@@ -82,11 +85,11 @@ class SplitTensors:
     def load(cls, path: str | os.PathLike, device: torch.device, resident: str = "auto",
              memory_budget_mb: float | None = None) -> SplitTensors | StreamedSplit:
         """Hold ``path`` whole for ``device`` (decoding JPEG crops once, here) when its decoded
-        images fit ``memory_budget_mb`` (default ``DEFAULT_MEMORY_MB``), else stream it.
+        images fit ``memory_budget_mb`` (default ``memory_budget()``), else stream it.
 
         Both return values have the same interface and give the same batches.
         """
-        budget = DEFAULT_MEMORY_MB if memory_budget_mb is None else memory_budget_mb
+        budget = memory_budget() if memory_budget_mb is None else memory_budget_mb
         if budget < 0:
             raise ValueError(f"memory_budget_mb must be >= 0, got {budget}")
         need = decoded_image_bytes(path)
@@ -222,6 +225,18 @@ class StreamedSplit:
         if self._pool is not None:
             self._pool.shutdown()
         self._h5.close()
+
+
+def memory_budget() -> float:
+    """MiB of decoded images a split may hold: ``$POSE_STUDY_DATA_MEMORY_MB``, else ``DEFAULT_MEMORY_MB``."""
+    value = os.environ.get(MEMORY_ENV)
+    if value is None:
+        return float(DEFAULT_MEMORY_MB)
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"environment variable {MEMORY_ENV}={value!r} is not a number of MiB "
+                         "(set the config key data_memory_mb to an integer)") from None
 
 
 def decoded_image_bytes(path: str | os.PathLike) -> int:

@@ -1,17 +1,21 @@
 # Validation, derived axes, input/param functions and wildcard constraints. No rules here.
 import json
+import os
 from pathlib import Path
 import shlex
 
 from pose_study._spec import spec_to_dict
 from pose_study.config import Study, validate_config
 from pose_study.arms import ARMS
+from pose_study.data.batches import MEMORY_ENV
 from pose_study.lifters import LIFTERS
 
 validate_config(
     config, where="study config"
 )  # fills defaults in place; fails before any job
 STUDY = Study(config)
+# Jobs hold a split's decoded images whole up to this size and stream larger splits (data/batches.py).
+os.environ[MEMORY_ENV] = str(config["data_memory_mb"])
 S = STUDY.name
 R = f"results/{S}"
 NEVER = "(?!x)x"  # a constraint that matches nothing (an empty axis)
