@@ -83,14 +83,15 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
                          "official 'visualisation and large scale prediction software' bundle)")
     w0 = read_w0(metadata, [cam["id"] for cam in tables["cameras"]])
     report = ConvertReport(DATASET, split)
-    buffer = SampleBuffer(spec, with_3d=True)
+    info = split_info(DATASET, split, CANONICAL.name, __name__)
+    buffer = SampleBuffer(spec, with_3d=True, out=out, info=info)
     for subject in tables["subjects"][split]:
         cameras = [camera(w0, index, subject, table) for index, table in enumerate(tables["cameras"])]
         for path in sequence_files(root, subject):
             world = read_pose(path)
             for cam in cameras:
                 _convert_clip(buffer, report, root, subject, path.stem, cam, world, spec)
-    return finish(buffer, split_info(DATASET, split, CANONICAL.name, __name__), out, spec, report)
+    return finish(buffer, info, out, spec, report)
 
 
 def _convert_clip(buffer: SampleBuffer, report: ConvertReport, root: Path, subject: str, seq: str,

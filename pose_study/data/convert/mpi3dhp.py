@@ -48,18 +48,18 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
     check_split(DATASET, split, SPLITS)
     root, tables = Path(root), get_dataset(DATASET).tables
     report = ConvertReport(DATASET, split)
-    buffer = SampleBuffer(spec, with_3d=True)
+    skeleton = MPI3DHP28 if split == "train" else MPI3DHP_TEST17
+    info = split_info(DATASET, split, skeleton.name, __name__)
+    buffer = SampleBuffer(spec, with_3d=True, out=out, info=info)
     if split == "train":
         for subject in tables["subjects"]["train"]:
             for q, frames in enumerate(tables["train_frames"][subject], start=1):
                 _convert_train_sequence(buffer, report, root / subject / f"Seq{q}", subject, q, frames,
                                         tables["train_cameras"], spec)
-        skeleton = MPI3DHP28
     else:
         for seq in tables["subjects"]["test"]:
             _convert_test_sequence(buffer, report, root, seq, tables["activities"], spec)
-        skeleton = MPI3DHP_TEST17
-    return finish(buffer, split_info(DATASET, split, skeleton.name, __name__), out, spec, report)
+    return finish(buffer, info, out, spec, report)
 
 
 # --- training set ---------------------------------------------------------------------------------
