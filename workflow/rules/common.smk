@@ -8,6 +8,7 @@ from pose_study._spec import spec_to_dict
 from pose_study.config import Study, validate_config
 from pose_study.arms import ARMS
 from pose_study.data.batches import MEMORY_ENV
+from pose_study.resources import launcher, need_mb
 from pose_study.lifters import LIFTERS
 
 validate_config(

@@ -17,15 +17,16 @@ rule finetune_3d:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 8000 * attempt,
+        mem_mb=lambda wc, attempt: attempt * need_mb("finetune_3d", config["data_memory_mb"]),
         runtime=lambda wc, attempt: 720 * attempt,
         gpu=1,
     params:
+        launch=lambda wc, resources: launcher(resources.gpu),
         spec=lambda wc: spec_json(STUDY.finetune_spec(wc.arm, wc.model, int(wc.seed))),
         upstream=upstream_args,
         checkpoints=f"checkpoints/{S}/{FINETUNE_RUN}",
     shell:
-        "python -m pose_study finetune-3d --spec {params.spec:q} --train-3d {input.train_3d:q} "
+        "{params.launch} -m pose_study finetune-3d --spec {params.spec:q} --train-3d {input.train_3d:q} "
         "--val-3d {input.val_3d:q} --train-2d {input.train_2d:q} {params.upstream} "
         "--model-out {output.model:q} --metrics-out {output.metrics:q} --curve-out {output.curve:q} "
         "--checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"

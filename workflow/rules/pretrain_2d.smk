@@ -17,13 +17,14 @@ rule pretrain_2d:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 8000 * attempt,
+        mem_mb=lambda wc, attempt: attempt * need_mb("pretrain_2d", config["data_memory_mb"]),
         runtime=lambda wc, attempt: 720 * attempt,
         gpu=1,
     params:
+        launch=lambda wc, resources: launcher(resources.gpu),
         spec=lambda wc: spec_json(STUDY.pretrain_spec(wc.model, int(wc.seed))),
         checkpoints=f"checkpoints/{S}/{PRETRAIN_RUN}",
     shell:
-        "python -m pose_study pretrain-2d --spec {params.spec:q} --train {input.train:q} --val {input.val:q} "
+        "{params.launch} -m pose_study pretrain-2d --spec {params.spec:q} --train {input.train:q} --val {input.val:q} "
         "--model-out {output.model:q} --metrics-out {output.metrics:q} --curve-out {output.curve:q} "
         "--checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"
