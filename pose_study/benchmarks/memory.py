@@ -5,8 +5,9 @@ split of that many crops, then runs one *job* per split in a fresh Python proces
 peak RSS is that job's alone): load the split as a training stage does (``SplitTensors.load``
 with ``--memory-budget-mb``; 0 streams every split), build the model, run ``--steps`` training
 steps through the loop's ``draw_batch`` and ``train_step``, read the process's peak RSS, then time
-the data path (``--data-steps`` batches: ours, i.e. ``draw_batch`` + heatmap targets, against the
-seed-style loader on the same file, same draws, ``--workers`` processes).
+the data path (``--data-steps`` batches: ours, i.e. ``draw_batch`` + heatmap targets on one CPU
+thread, against the seed-style loader on the same file, same draws, ``--workers`` processes;
+``--rounds`` interleaved rounds, medians of the rates and of the per-round ratios).
 
 Writing 50 k rendered crops would cost minutes of CPU, so a split of N crops is ``--base``
 rendered crops repeated until N (``SplitWriter``, chunk by chunk). Repetition does not flatter
@@ -20,6 +21,7 @@ import dataclasses
 import json
 import logging
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +59,7 @@ class MemorySpec:
     batch_size: int = 32
     steps: int = 10
     data_steps: int = 30
+    rounds: int = 3
     workers: int = 1
     memory_budget_mb: float = 0.0
     seed: int = 0
@@ -93,13 +96,17 @@ def job(path: Path, spec: MemorySpec) -> dict:
     out = {"samples": len(split), "streamed": isinstance(split, StreamedSplit),
            "train_s": time.perf_counter() - t0,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    out["ours_img_per_s"] = _rate(lambda: build_targets(draw_batch(data, loop, PHASE, generator),
-                                                        (split.crop_size // 4,) * 2, loop.sigma), spec)
     dataset = seed_path.SeedStyleDataset(path)
-    batches = seed_path.PlannedBatches(len(dataset), spec.batch_size, spec.data_steps + 2, loop.augment, spec.seed)
+    batches = seed_path.PlannedBatches(len(dataset), spec.batch_size, spec.rounds * (spec.data_steps + 2),
+                                       loop.augment, spec.seed)
     it = iter(seed_path.seed_loader(dataset, batches, spec.workers, device))
-    out["seed_img_per_s"] = _rate(lambda: next(it), spec)
-    out["data_ratio"] = out["ours_img_per_s"] / out["seed_img_per_s"]
+    ours, seed = [], []
+    for _ in range(spec.rounds):  # interleaved: a busy machine slows both alike
+        ours.append(_rate(lambda: build_targets(draw_batch(data, loop, PHASE, generator),
+                                                (split.crop_size // 4,) * 2, loop.sigma), spec))
+        seed.append(_rate(lambda: next(it), spec))
+    out.update(ours_img_per_s=statistics.median(ours), seed_img_per_s=statistics.median(seed),
+               data_ratio=statistics.median([a / b for a, b in zip(ours, seed)]))
     return out
 
 
@@ -176,6 +183,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--steps", type=int, default=d.steps, help="training steps before the RSS is read")
     parser.add_argument("--data-steps", type=int, default=d.data_steps, help="timed data-path batches")
+    parser.add_argument("--rounds", type=int, default=d.rounds,
+                        help="interleaved ours/seed-style timing rounds; medians reported")
     parser.add_argument("--workers", type=int, default=d.workers, help="seed-style DataLoader workers")
     parser.add_argument("--memory-budget-mb", type=float, default=d.memory_budget_mb,
                         help="SplitTensors.load's budget (0: stream every split)")
