@@ -49,6 +49,11 @@ wildcard_constraints:
     init="scratch|pretrain_pose",
 
 
+def job_memory_mb(rule):
+    """mem_mb of a training/evaluation rule: attempt x its need (pose_study/resources.py)."""
+    return lambda wc, attempt: attempt * need_mb(rule, config["data_memory_mb"])
+
+
 def data_path(dataset, split):
     return f"{R}/data/{dataset}/{split}.h5"
 

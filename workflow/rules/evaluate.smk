@@ -22,7 +22,7 @@ if TESTSETS_3D or TESTSETS_2D:
             "../../envs/train.yaml"
         threads: 1
         resources:
-            mem_mb=lambda wc, attempt: attempt * need_mb("evaluate_finetune_3d", config["data_memory_mb"]),
+            mem_mb=job_memory_mb("evaluate_finetune_3d"),
             runtime=lambda wc, attempt: 60 * attempt,
             gpu=1,
         params:
@@ -53,7 +53,7 @@ if TESTSETS_2D:
             "../../envs/train.yaml"
         threads: 1
         resources:
-            mem_mb=lambda wc, attempt: attempt * need_mb("evaluate_pretrain_2d", config["data_memory_mb"]),
+            mem_mb=job_memory_mb("evaluate_pretrain_2d"),
             runtime=lambda wc, attempt: 60 * attempt,
             gpu=1,
         params:

@@ -17,7 +17,7 @@ rule finetune_3d:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: attempt * need_mb("finetune_3d", config["data_memory_mb"]),
+        mem_mb=job_memory_mb("finetune_3d"),
         runtime=lambda wc, attempt: 720 * attempt,
         gpu=1,
     params:

@@ -17,7 +17,7 @@ rule pretrain_2d:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: attempt * need_mb("pretrain_2d", config["data_memory_mb"]),
+        mem_mb=job_memory_mb("pretrain_2d"),
         runtime=lambda wc, attempt: 720 * attempt,
         gpu=1,
     params:
