@@ -92,6 +92,7 @@ class SplitTensors:
         budget = memory_budget() if memory_budget_mb is None else memory_budget_mb
         if budget < 0:
             raise ValueError(f"memory_budget_mb must be >= 0, got {budget}")
+        read_info(path)  # a missing or foreign file: an error that names it
         need = decoded_image_bytes(path)
         if need > budget * 2**20:
             log.info("%s: decoded images need %.0f MiB > budget %.0f MiB: streaming them", path, need / 2**20,
@@ -203,8 +204,8 @@ class StreamedSplit:
             data = self._decode([self._images[i] for i in rows])
         else:
             data = np.empty((len(rows), self._crop, self._crop, 3), np.uint8)
-            for k, i in enumerate(rows):  # row by row: h5py's fancy indexing is ~100x slower
-                self._images.read_direct(data, np.s_[i], np.s_[k])
+            for k, i in enumerate(rows):  # row by row: h5py's fancy indexing (and read_direct) are slower
+                data[k] = self._images[i]
         return data[inverse.reshape(-1)]
 
     def _decode(self, blobs: list[np.ndarray]) -> np.ndarray:
@@ -242,6 +243,8 @@ def memory_budget() -> float:
 def decoded_image_bytes(path: str | os.PathLike) -> int:
     """Bytes of ``path``'s images decoded to uint8 crops (N × S² × 3), from its attributes."""
     with h5py.File(path, "r") as h5:
+        if "images" not in h5:
+            return 0
         images = h5["images"]
         size = int(h5.attrs.get("crop_size", 0)) or (int(images.shape[1]) if images.ndim == 4 else 0)
         return len(images) * size * size * 3
