@@ -105,6 +105,15 @@ def test_a_video_shorter_than_its_annotations_is_an_error_or_a_counted_skip(tmp_
     assert report.skipped == {"frame beyond the video's end": 1}
 
 
+def test_a_video_of_another_size_than_the_catalog_says_is_logged(tmp_path, caplog):
+    video = tmp_path / "clip.mp4"
+    write_video(video, 2, (64, 48), "mpeg4")
+    report = ConvertReport("x", "train")
+    with ClipFrames(video, lambda i: tmp_path / f"{i}.jpg", _Spec(), report, (1000, 1002)) as clip:
+        assert clip.open(0).size == (64, 48)
+    assert "frames are 64x48, the catalog says 1000x1002" in caplog.text
+
+
 def test_h36m_frame_sizes_per_subject():
     """reference/datasets.md §4.1: S4, S7, S10 give 1000x1002 on every camera (S7_Greeting.55011271 is)."""
     assert h36m.frame_size("S7", "55011271") == (1000, 1002)

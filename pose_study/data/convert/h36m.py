@@ -101,7 +101,7 @@ def _convert_clip(buffer: SampleBuffer, report: ConvertReport, root: Path, subje
                   cam: Camera, world: np.ndarray, spec: Any) -> None:
     valid = np.ones(CANONICAL.num_joints, dtype=bool)
     with ClipFrames(video_path(root, subject, seq, cam.id), lambda f: frame_path(root, subject, seq, cam.id, f),
-                    spec, report) as frames:
+                    spec, report, frame_size(subject, cam.id)) as frames:
         for frame in range(0, len(world), spec.every_nth):
             report.read += 1
             joints_3d = world_to_camera(world[frame], cam)

@@ -34,10 +34,14 @@ class ClipFrames:
         image_path: The pre-extracted image file of a frame index.
         spec: Convert spec (``skip_bad_images``).
         report: Where skips are counted.
+        frame_size: The (W, H) the dataset documents for this clip; a video of another size is
+            logged as a warning (the annotations' pixels assume the documented size).
     """
 
-    def __init__(self, video: Path, image_path: Callable[[int], Path], spec: Any, report: ConvertReport) -> None:
+    def __init__(self, video: Path, image_path: Callable[[int], Path], spec: Any, report: ConvertReport,
+                 frame_size: tuple[int, int] | None = None) -> None:
         self.video, self.image_path, self.spec, self.report = Path(video), image_path, spec, report
+        self.frame_size = frame_size
         self._container = None
         self._frames: Iterator | None = None
         self._next = 0  # index of the next frame the decoder yields
@@ -78,6 +82,9 @@ class ClipFrames:
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         self._frames = self._container.decode(stream)
+        if self.frame_size is not None and (stream.width, stream.height) != tuple(self.frame_size):
+            log.warning("%s: frames are %dx%d, the catalog says %dx%d for this camera and subject", self.video,
+                        stream.width, stream.height, *self.frame_size)
         log.debug("decoding %s (%s, %dx%d)", self.video, stream.codec_context.name, stream.width, stream.height)
 
     def _bad(self, index: int, problem: str, reason: str) -> None:
