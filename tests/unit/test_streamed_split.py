@@ -111,3 +111,22 @@ def test_synthesize_output_does_not_depend_on_the_chunk_size(tmp_path):
     a, b = read_split(tmp_path / "a.h5"), read_split(tmp_path / "b.h5")
     np.testing.assert_array_equal(a.images, b.images)
     np.testing.assert_array_equal(a.joints_2d, b.joints_2d)
+
+
+def test_training_on_a_streamed_split_gives_the_weights_training_on_a_held_one_gives(tiny_world, tmp_path):
+    from pose_study import models
+    from pose_study.train.loop import train
+
+    loop = LoopSpec(batch_size=4, seed=3, device="cpu", eval_every=1000, checkpoint_every=1000, log_every=1000,
+                    eval_samples=4)
+    weights = []
+    for budget in (None, 0):
+        torch.manual_seed(0)
+        model = models.build_model("hg1_tiny")
+        data = TrainData(val=SplitTensors.load(tiny_world["wild_val"], CPU, memory_budget_mb=budget),
+                         train_2d=SplitTensors.load(tiny_world["wild_train"], CPU, memory_budget_mb=budget))
+        train(model, [Phase("p", 3, lr=1e-3)], data, loop, tmp_path / f"ckpt{budget}", flops_per_image=1)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.manual_seed(0)
+    init = torch.cat([p.detach().flatten() for p in models.build_model("hg1_tiny").parameters()])
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], init)
