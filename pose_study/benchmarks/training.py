@@ -5,7 +5,7 @@ data (a JPEG-encoded synthetic split made on the fly, or ``--data``):
 
 * **data path**: images/s delivered to the device with augmentation and heatmap targets.
   Ours: ``detection.draw_batch`` (one gather, one batched affine resample, labels) + ``build_targets``.
-  Seed-style: ``data.seed_path`` (per-sample read, JPEG decode, PIL warp, numpy heatmaps in
+  Seed-style: ``benchmarks.seed_path`` (per-sample read, JPEG decode, PIL warp, numpy heatmaps in
   DataLoader workers) + the copy to the device.
 * **training**: whole steps (data + forward + backward + optimiser), images/s and steps/s. Ours:
   ``loop.train_step`` of a ``detection.DetectorTask`` (bf16 autocast on CUDA, channels_last, optional torch.compile, no host sync);
@@ -41,10 +41,10 @@ import torch
 from pose_study import models
 from pose_study._io import write_json
 from pose_study._spec import provenance
-from pose_study.data import seed_path
+from pose_study.benchmarks import seed_path
 from pose_study.data.batches import SplitTensors
+from pose_study.data.synthetic import split as synthetic_split
 from pose_study.data.synthetic.worlds import SynthesizeSpec
-from pose_study.stages import synthesize
 from pose_study.train import accounting, distributed
 from pose_study.train.detection import DetectorTask, TrainData
 from pose_study.train.loop import LoopSpec, resolve_device, train_step
@@ -256,8 +256,8 @@ def run(spec: BenchSpec, data: Path | None = None) -> dict:
 
 def _synthesize(spec: BenchSpec, root: Path) -> Path:
     path = root / "bench.h5"
-    synthesize.run(SynthesizeSpec(world="wild", split="train", num_samples=spec.num_samples,
-                                  crop_size=spec.crop_size, seed=spec.seed, image_encoding="jpeg"), path)
+    synthetic_split.write(SynthesizeSpec(world="wild", split="train", num_samples=spec.num_samples,
+                                         crop_size=spec.crop_size, seed=spec.seed, image_encoding="jpeg"), path)
     return path
 
 

@@ -44,8 +44,10 @@ gravity, the floor is near y = 0 (so the body has y < 0), x and z span the groun
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -61,6 +63,8 @@ K = CANONICAL.num_joints
 SOURCES = ("real", "synthetic")
 ENCODINGS = ("raw", "jpeg")
 POSE_ONLY_ENCODING = "none"  # ``image_encoding`` of a pose-only split
+IMAGE_CHUNK = 16  # raw crops per HDF5 chunk (a random batch reads whole chunks: keep it small)
+LABEL_CHUNK = 4096  # samples per HDF5 chunk of the label columns and of JPEG entries
 
 
 class FormatError(ValueError):
@@ -173,26 +177,100 @@ def write_split(path: str | os.PathLike, split: PoseSplit, image_encoding: str =
         image_encoding: ``"raw"`` stores uint8 crops; ``"jpeg"`` stores JPEG bytes (encoded here
             when ``images`` is an array). Ignored for a pose-only split (stored as ``"none"``).
     """
-    if image_encoding not in ENCODINGS:
-        raise ValueError(f"image_encoding must be one of {ENCODINGS}, got {image_encoding!r}")
-    _check_arrays(split, where=str(path))
-    crop_size = 0 if split.pose_only else _crop_size(split)
-    image_encoding = POSE_ONLY_ENCODING if split.pose_only else image_encoding
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        if not split.pose_only:
-            _write_images(h5, split.images, image_encoding)
-        for name in _ARRAYS:
-            value = getattr(split, name)
-            if value is not None:
-                h5.create_dataset(name, data=_cast(name, value))
+    with SplitWriter(path, split.info, image_encoding) as writer:
+        writer.append(split)
+
+
+class SplitWriter:
+    """Write a split chunk by chunk, in memory bounded by one chunk, atomically.
+
+    ``append`` validates each part and adds it at the end; the file appears at ``path`` only when
+    the ``with`` block ends without an error (``_io.atomic_path``). The first part fixes which
+    optional fields the file has and the crop size; every part must agree. Raw crops are stored in
+    HDF5 chunks of ``IMAGE_CHUNK`` crops, JPEG bytes as one variable-length entry per crop.
+
+    Args:
+        path: Destination ``.h5`` file.
+        info: The file attributes.
+        image_encoding: ``"raw"`` or ``"jpeg"`` (see ``write_split``); a pose-only split (images
+            None) is stored as ``"none"`` with crop size 0.
+    """
+
+    def __init__(self, path: str | os.PathLike, info: SplitInfo, image_encoding: str = "raw") -> None:
+        if image_encoding not in ENCODINGS:
+            raise ValueError(f"image_encoding must be one of {ENCODINGS}, got {image_encoding!r}")
+        self.path, self.info, self.encoding = Path(path), info, image_encoding
+        self.count, self.crop_size = 0, None
+        self._stack = contextlib.ExitStack()
+        self._h5: h5py.File | None = None
+        self._present: tuple[str, ...] = ()
+
+    def __enter__(self) -> SplitWriter:
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._h5 = self._stack.enter_context(h5py.File(tmp, "w"))
+        return self
+
+    def __exit__(self, kind, value, traceback) -> bool | None:
+        try:
+            if kind is None:
+                if self.crop_size is None:
+                    raise FormatError(f"{self.path}: nothing was written (append at least one part, even an "
+                                      "empty one, before closing)")
+                self._h5.attrs.update(
+                    format_version=FORMAT_VERSION, image_encoding=self.encoding, crop_size=self.crop_size,
+                    dataset=self.info.dataset, split=self.info.split, skeleton=self.info.skeleton,
+                    source=self.info.source, converter=self.info.converter)
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        return self._stack.__exit__(kind, value, traceback)
+
+    def append(self, part: PoseSplit) -> None:
+        """Validate ``part`` and write it after what was written before."""
+        if self._h5 is None:
+            raise RuntimeError("use SplitWriter in a with block")
+        where = f"{self.path} (samples {self.count}..{self.count + len(part)})"
+        _check_arrays(part, where=where)
+        present = tuple(name for name in _ARRAYS if getattr(part, name) is not None)
+        if self.crop_size is None:
+            self._start(part, present)
+        elif present != self._present:
+            raise FormatError(f"{where}: fields {present} differ from the first part's {self._present}")
+        n = len(part)
+        images = {} if part.pose_only else {"images": _encoded_images(part.images, self.encoding, where,
+                                                                      self.crop_size)}
+        columns = {**images, **{name: _cast(name, getattr(part, name)) for name in present},
+                   **{name: np.asarray(getattr(part, name), dtype=object) for name in _STRINGS}}
+        for name, data in columns.items():
+            ds = self._h5[name]
+            ds.resize(self.count + n, axis=0)
+            if name == "images" and self.encoding == "jpeg":  # one entry at a time: equal lengths would broadcast
+                for i, blob in enumerate(data):
+                    ds[self.count + i] = blob
+            elif n:
+                ds[self.count:self.count + n] = data
+        self.count += n
+
+    def _start(self, part: PoseSplit, present: tuple[str, ...]) -> None:
+        self._present = present
+        self.crop_size = 0 if part.pose_only else _crop_size(part)
+        if part.pose_only:
+            self.encoding = POSE_ONLY_ENCODING  # no images dataset
+        elif self.encoding == "raw":
+            shape = (self.crop_size, self.crop_size, 3)
+            self._h5.create_dataset("images", shape=(0, *shape), maxshape=(None, *shape), dtype=np.uint8,
+                                    chunks=(IMAGE_CHUNK, *shape))
+        else:
+            self._h5.create_dataset("images", shape=(0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.uint8),
+                                    chunks=(LABEL_CHUNK,))
+        for name in present:
+            kind, trailing = _ARRAYS[name]
+            self._h5.create_dataset(name, shape=(0, *trailing), maxshape=(None, *trailing),
+                                    dtype={"f": np.float32, "b": bool, "i": np.int64}[kind],
+                                    chunks=(LABEL_CHUNK, *trailing))
         for name in _STRINGS:
-            h5.create_dataset(name, data=np.asarray(getattr(split, name), dtype=object),
-                              dtype=h5py.string_dtype())
-        h5.attrs.update(
-            format_version=FORMAT_VERSION, image_encoding=image_encoding, crop_size=crop_size,
-            dataset=split.info.dataset, split=split.info.split, skeleton=split.info.skeleton,
-            source=split.info.source, converter=split.info.converter,
-        )
+            self._h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(),
+                                    chunks=(LABEL_CHUNK,))
 
 
 def read_info(path: str | os.PathLike) -> SplitInfo:
@@ -389,17 +467,19 @@ def _crop_size(split: PoseSplit) -> int:
     return int(decode_jpeg(first).shape[0]) if first is not None else 0
 
 
-def _write_images(h5: h5py.File, images: np.ndarray | list[bytes], encoding: str) -> None:
+def _encoded_images(images: np.ndarray | list[bytes], encoding: str, where: str, crop_size: int) -> np.ndarray:
+    """``images`` as the stored column: [n, S, S, 3] uint8 (raw) or an object array of uint8 arrays (JPEG)."""
     raw = isinstance(images, np.ndarray) and images.dtype == np.uint8
     if encoding == "raw":
-        data = images if raw else np.stack([decode_jpeg(b) for b in images])
-        chunk = (min(len(data), 64), *data.shape[1:]) if len(data) else None
-        h5.create_dataset("images", data=data, chunks=chunk)
-        return
-    blobs = [encode_jpeg(im) for im in images] if raw else [bytes(b) for b in images]
-    ds = h5.create_dataset("images", shape=(len(blobs),), dtype=h5py.vlen_dtype(np.uint8))
-    for i, blob in enumerate(blobs):
-        ds[i] = np.frombuffer(blob, dtype=np.uint8)
+        data = images if raw else np.stack([decode_jpeg(b) for b in images]) if len(images) else \
+            np.zeros((0, crop_size, crop_size, 3), np.uint8)
+        if data.shape[1:] != (crop_size, crop_size, 3):
+            raise FormatError(f"{where}: crops of {data.shape[1]} px after crops of {crop_size} px")
+        return data
+    out = np.empty(len(images), dtype=object)
+    for i, im in enumerate(images):
+        out[i] = np.frombuffer(encode_jpeg(im) if raw else bytes(im), dtype=np.uint8)
+    return out
 
 
 def _read_images(h5: h5py.File, path: str | os.PathLike) -> np.ndarray:

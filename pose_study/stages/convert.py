@@ -61,6 +61,8 @@ class ConvertSpec:
         box_margin: Crop side / person box side (MPII: × 200·scale; others: × the longer side of
             the joints' extent or of the dataset's box).
         annotation_format: MPII only: ``auto`` (JSON if present), ``json`` or ``release``.
+        subjects: Human3.6M and MPI-INF-3DHP: convert only these subjects of the split (e.g.
+            ``[S1, S5]`` while the others are still downloading); empty (the default): all of them.
     """
 
     dataset: str
@@ -72,6 +74,7 @@ class ConvertSpec:
     image_encoding: str = "raw"
     box_margin: float = 1.25
     annotation_format: str = "auto"
+    subjects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         entry = get_dataset(self.dataset)  # ValueError naming the known datasets
@@ -88,6 +91,15 @@ class ConvertSpec:
         if self.annotation_format not in ("auto", "json", "release"):
             raise ValueError("annotation_format must be auto, json or release, "
                              f"got {self.annotation_format!r}")
+        if self.subjects:
+            known = entry.tables.get("subjects", {}).get(self.split)
+            if known is None:
+                raise ValueError(f"{self.dataset}: convert option 'subjects' is for datasets with subjects "
+                                 "(h36m, mpi_inf_3dhp); remove it")
+            unknown = [s for s in self.subjects if s not in known]
+            if unknown:
+                raise ValueError(f"{self.dataset}/{self.split}: convert option 'subjects' names {unknown}, "
+                                 f"not subjects of this split; choose from {known}")
 
 
 def run(spec: ConvertSpec, out: Path) -> ConvertReport:

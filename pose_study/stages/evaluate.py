@@ -48,7 +48,7 @@ from pose_study import metrics, models
 from pose_study._io import write_json
 from pose_study._spec import load_spec_arg, provenance, spec_to_dict
 from pose_study.data import codecs
-from pose_study.data.batches import SplitTensors, sequential_batches
+from pose_study.data.batches import SplitTensors, StreamedSplit, sequential_batches
 from pose_study.data.formats import PoseSplit, check_split, read_split
 from pose_study.data.poses import sequence_windows
 from pose_study.lifters.inputs import MM_PER_M, lift
@@ -170,8 +170,8 @@ def evaluate_split(model: torch.nn.Module, spec: EvaluateSpec, test: Path,
 
     ``lifters`` maps each name of ``spec.lifters`` (and ``end_to_end`` when primary) to its module.
     """
-    split = read_split(test)  # one read: the tensors below and the metadata (head boxes, actions)
-    data = SplitTensors(split, next(model.parameters()).device)
+    split = read_split(test, images=False)  # labels and metadata (head boxes, actions); crops come per batch
+    data = SplitTensors.load(test, next(model.parameters()).device)  # held or streamed (data_memory_mb)
     lifters = lifters or {}
     keep_maps = any(lifter.input_kind == "heatmaps" for lifter in lifters.values())
     outputs = _predict_all(model, data, spec, keep_maps)
@@ -296,7 +296,8 @@ def examples(score: metrics.Score, o: Outputs, count: int, higher_is_better: boo
 
 
 @torch.no_grad()
-def _predict_all(model: torch.nn.Module, data: SplitTensors, spec: EvaluateSpec, keep_maps: bool = False) -> Outputs:
+def _predict_all(model: torch.nn.Module, data: SplitTensors | StreamedSplit, spec: EvaluateSpec,
+                 keep_maps: bool = False) -> Outputs:
     """One forward pass per batch: both 2D decodes (arg-max refined, soft-argmax), and on 3D splits
     the depth-map 3D, the depth at the true 2D (and with ``keep_maps`` the last heatmaps)."""
     parts: dict[str, list[np.ndarray]] = {}

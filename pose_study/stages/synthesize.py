@@ -4,7 +4,7 @@ Inputs: none (no downloads); everything follows from a ``SynthesizeSpec`` (world
 of samples, crop size, seed, joint set, dataset name), given as ``--spec`` JSON or as options.
 
 Outputs:
-  * ``OUT.h5``: canonical format (``pose_study.data.formats``, ``FORMAT_VERSION``), ``source =
+  * ``OUT.h5``: canonical format version 2 (``pose_study.data.formats.FORMAT_VERSION``), ``source =
     "synthetic"``, labels in the 17 canonical joints with validity masks. ``wild`` writes 2D
     labels only (plus ``head_box`` for ``mpii16``); ``lab``/``occluded``/``outdoor`` also write
     ``joints_3d`` (camera frame, mm) and crop ``intrinsics``. ``mocap`` (a pose pool) writes a
@@ -20,23 +20,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
-from pose_study import __version__
 from pose_study._io import write_json
 from pose_study._spec import load_spec_arg, spec_record
-from pose_study.data.formats import PoseSplit, SplitInfo, encode_jpeg, write_split
-from pose_study.data.synthetic.generate import Chunk, synthesize_chunk, synthesize_poses
-from pose_study.data.synthetic.worlds import (
-    GENERATOR_VERSION, IMAGE_ENCODINGS, JOINT_SETS, SPLITS, WORLDS, SynthesizeSpec,
-)
+from pose_study.data.synthetic import split as synthetic_split
+from pose_study.data.synthetic.worlds import IMAGE_ENCODINGS, JOINT_SETS, SPLITS, WORLDS, SynthesizeSpec
 
 log = logging.getLogger(__name__)
-_LOG_EVERY_S = 10.0
 _OPTIONS = ("world", "split", "num_samples", "crop_size", "seed", "joint_set", "dataset", "clip_length",
             "chunk_size", "image_encoding")
 
@@ -57,64 +48,9 @@ def run(spec: SynthesizeSpec, out: Path) -> None:
     log.info("synthesize %s/%s: %d images of %d px, seed %d, joint set %s -> %s", spec.world, spec.split,
              spec.num_samples, spec.crop_size, spec.seed, spec.joint_set, out)
     log.info("spec: %s", dataclasses.asdict(spec))
-    if spec.pose_only:
-        write_split(out, _assemble_poses(spec))
-    else:
-        chunks = list(_render(spec))
-        write_split(out, _assemble(spec, chunks), image_encoding=spec.image_encoding)
+    synthetic_split.write(spec, out)
     write_json(spec_json_path(out), spec_record(spec))
     log.info("wrote %s and %s", out, spec_json_path(out))
-
-
-def _render(spec: SynthesizeSpec) -> Iterator[Chunk]:
-    """Yield rendered chunks (JPEG-encoded when asked, to bound memory) and log progress."""
-    t0 = last = time.perf_counter()
-    for start in range(0, spec.num_samples, spec.chunk_size):
-        stop = min(start + spec.chunk_size, spec.num_samples)
-        chunk = synthesize_chunk(spec, start, stop)
-        if spec.image_encoding == "jpeg":
-            chunk.images = [encode_jpeg(im) for im in chunk.images]
-        chunk.body_mask = chunk.occluder_mask = None  # test-only masks are not stored
-        yield chunk
-        now = time.perf_counter()
-        if now - last > _LOG_EVERY_S or stop == spec.num_samples:
-            log.info("rendered %d/%d images (%.0f img/s)", stop, spec.num_samples, stop / (now - t0))
-            last = now
-
-
-def _cat(chunks: list[Chunk], name: str) -> np.ndarray | list | None:
-    parts = [getattr(c, name) for c in chunks]
-    if parts[0] is None:
-        return None
-    if isinstance(parts[0], list):
-        return [x for p in parts for x in p]
-    return np.concatenate(parts)
-
-
-def _info(spec: SynthesizeSpec) -> SplitInfo:
-    return SplitInfo(dataset=spec.dataset, split=spec.split, skeleton=spec.joint_set, source="synthetic",
-                     converter=f"pose_study.synthesize {__version__} (generator v{GENERATOR_VERSION}, "
-                               f"world {spec.world})")
-
-
-def _assemble_poses(spec: SynthesizeSpec) -> PoseSplit:
-    """A pose-only ``PoseSplit`` of a pose-only world, generated in chunks."""
-    chunks = [synthesize_poses(spec, start, min(start + spec.chunk_size, spec.num_samples))
-              for start in range(0, spec.num_samples, spec.chunk_size)]
-    n = spec.num_samples
-    log.info("generated %d poses", n)
-    return PoseSplit(info=_info(spec), images=None, joints_2d=None, joints_2d_valid=None, center=None,
-                     scale=None, joints_3d=_cat(chunks, "joints_3d"), joints_3d_valid=np.ones((n, 17), bool),
-                     subject=_cat(chunks, "subject"), action=_cat(chunks, "action"),
-                     clip=_cat(chunks, "clip"), frame=_cat(chunks, "frame"))
-
-
-def _assemble(spec: SynthesizeSpec, chunks: list[Chunk]) -> PoseSplit:
-    """One ``PoseSplit`` from the rendered chunks."""
-    info = _info(spec)
-    names = ("images", "joints_2d", "joints_2d_valid", "center", "scale", "joints_3d", "joints_3d_valid",
-             "intrinsics", "head_box", "subject", "action", "camera", "clip", "frame")
-    return PoseSplit(info=info, **{name: _cat(chunks, name) for name in names})
 
 
 # --- command line -------------------------------------------------------------------------------

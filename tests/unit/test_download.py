@@ -172,7 +172,8 @@ def test_licensed_dataset_missing_files_one_message(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         run(DownloadSpec(dataset="h36m", root=str(root)), tmp_path / "m.json")
     message = str(err.value)
-    assert "  - S1/MyPoseFeatures/D3_Positions/*.cdf" in message and "  - images/S11/*/*.jpg" in message
+    assert "  - S1/MyPoseFeatures/D3_Positions/*.cdf" in message
+    assert "/Videos/*.mp4 | images/{S1,S5,S6,S7,S8,S9,S11}/*/*.jpg" in message  # videos or extracted frames
     assert "  - metadata.xml" not in message  # present
     assert "vision.imar.ro" in message and "Expected layout" in message and "licensed" in message
     assert message.count("missing under") == 1

@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pose_study"
 # Each entry is a layer; a module may import from lower layers and from its own top-level module or
 # package. Inside the first layer (torch-free tables, config and the plan, pure metrics) any import is fine.
 LAYERS = [
-    {"__init__", "_io", "_spec", "skeletons", "presets", "arms", "records", "metrics", "config", "plan"},
+    {"__init__", "_io", "_spec", "skeletons", "presets", "arms", "records", "resources", "metrics", "config",
+     "plan"},
     {"data", "weights"},
     {"models", "predict"},
     {"lifters"},

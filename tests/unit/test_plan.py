@@ -178,7 +178,8 @@ def test_plan_parses_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import pose_study.config, pose_study.plan, pose_study.presets, pose_study.arms; "
+    code = ("import sys; import pose_study.config, pose_study.plan, pose_study.presets, pose_study.arms, "
+            "pose_study.resources; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stdout

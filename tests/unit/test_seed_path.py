@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pose_study import models
-from pose_study.data import seed_path
+from pose_study.benchmarks import seed_path
 from pose_study.data.batches import SplitTensors, to_float_images
 from pose_study.data.formats import decode_jpeg, read_split
 from pose_study.data.synthetic.worlds import SynthesizeSpec

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pose_study._spec import load_spec_arg
-from pose_study.data.formats import read_split
+from pose_study.data.formats import FORMAT_VERSION, read_split
 from pose_study.data.synthetic.worlds import SynthesizeSpec
 from pose_study.stages import synthesize
 
@@ -32,7 +32,7 @@ def help_text() -> str:
 @pytest.mark.parametrize("option", OPTIONS)
 def test_help_documents_every_option(help_text, option):
     assert f"{option} " in help_text
-    assert "spec.json" in help_text and "format version 1" in help_text
+    assert "spec.json" in help_text and f"format version {FORMAT_VERSION}" in help_text
 
 
 def test_run_writes_a_readable_split_and_its_spec(tmp_path):

@@ -1,6 +1,7 @@
 # Wiring only: validate the config, build the study's plan (pose_study/plan.py), constrain the wildcards,
 # and ask the plan for each job's inputs, spec and arguments. No rules, no paths or run lists of its own.
 import json
+import os
 from pathlib import Path
 
 from pose_study.config import validate_config
@@ -16,11 +17,14 @@ from pose_study.plan import (
     RunKey,
 )
 from pose_study.presets import LIFTERS
+from pose_study.resources import MEMORY_ENV, launcher, need_mb
 
 validate_config(
     config, where="study config"
 )  # fills defaults in place; fails before any job
 PLAN = Plan(config)
+# Jobs hold a split's decoded images whole up to this size and stream larger splits (data/batches.py).
+os.environ[MEMORY_ENV] = str(config["data_memory_mb"])
 S = PLAN.name
 R = PLAN.results
 NEVER = "(?!x)x"  # a constraint that matches nothing (an empty axis)
@@ -41,6 +45,11 @@ wildcard_constraints:
     split="train|val|test",
     lifter=alternatives(sorted(LIFTERS)),
     init=alternatives(LIFTER_INITS),
+
+
+def job_memory_mb(rule):
+    """mem_mb of a training/evaluation rule: attempt x its need (pose_study/resources.py)."""
+    return lambda wc, attempt: attempt * need_mb(rule, config["data_memory_mb"])
 
 
 def run_file(stage, name):

@@ -18,7 +18,7 @@ if PLAN.test_sets():
             "../../envs/train.yaml"
         threads: 1
         resources:
-            mem_mb=lambda wc, attempt: 4000 * attempt,
+            mem_mb=job_memory_mb("evaluate_finetune_3d"),
             runtime=lambda wc, attempt: 60 * attempt,
             gpu=1,
         params:
@@ -43,7 +43,7 @@ if PLAN.test_sets("2d"):
             "../../envs/train.yaml"
         threads: 1
         resources:
-            mem_mb=lambda wc, attempt: 4000 * attempt,
+            mem_mb=job_memory_mb("evaluate_pretrain_2d"),
             runtime=lambda wc, attempt: 60 * attempt,
             gpu=1,
         params:

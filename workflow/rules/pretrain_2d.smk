@@ -14,14 +14,15 @@ rule pretrain_2d:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 8000 * attempt,
+        mem_mb=job_memory_mb("pretrain_2d"),
         runtime=lambda wc, attempt: 720 * attempt,
         gpu=1,
     params:
+        launch=lambda wc, resources: launcher(resources.gpu),
         spec=spec_of(training_job("pretrain_2d")),
         inputs=args_of(training_job("pretrain_2d")),
         checkpoints=checkpoint_dir("pretrain_2d"),
     shell:
-        "python -m pose_study pretrain-2d --spec {params.spec:q} {params.inputs} "
+        "{params.launch} -m pose_study pretrain-2d --spec {params.spec:q} {params.inputs} "
         "--model-out {output.model:q} --metrics-out {output.metrics:q} --curve-out {output.curve:q} "
         "--checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"

@@ -7,13 +7,16 @@ One module per dataset (``mpii``, ``lsp`` (LSP and LSP-Extended), ``flic``, ``h3
 ``annotation_format`` from it.
 
 This module holds what every converter shares: the report of counts, the buffer that crops
-samples and assembles a :class:`~pose_study.data.formats.PoseSplit`, image opening with the
+samples and writes them (given ``out`` and ``info``, in parts of ``FLUSH_EVERY`` samples through a
+:class:`~pose_study.data.formats.SplitWriter`, so a conversion's memory does not grow with the
+split; the file appears only when ``finish`` completes it), image opening with the
 ``skip_bad_images`` policy, and file lookup with errors that say what to do.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,11 +28,12 @@ from PIL import Image
 from scipy.io.matlab import mat_struct
 
 from pose_study.data import crop
-from pose_study.data.formats import K, PoseSplit, SplitInfo, encode_jpeg, write_split
+from pose_study.data.formats import K, PoseSplit, SplitInfo, SplitWriter, encode_jpeg, write_split
 
 log = logging.getLogger(__name__)
 
 CONVERTER_VERSION = 1
+FLUSH_EVERY = 512  # samples a streaming SampleBuffer holds before writing them
 
 
 @dataclass
@@ -63,23 +67,65 @@ class ConvertReport:
 
 
 class SampleBuffer:
-    """Crops samples as they come and assembles them into one canonical split.
+    """Crops samples as they come and writes them as one canonical split.
 
     Joints given to :meth:`add` are canonical (``skeletons.CANONICAL`` order) in 0-based *source*
     pixels; the buffer maps them, the head box and the intrinsics into crop pixels.
+
+    Args:
+        spec: Convert spec (``crop_size``, ``image_encoding``).
+        with_3d: Samples carry 3D joints and intrinsics.
+        with_head_box: Samples carry a head box.
+        out: With ``info``: stream to this file, ``FLUSH_EVERY`` samples at a time (``finish``
+            completes it; until then only a temporary file beside it exists). Without: hold every
+            sample until ``finish``.
+        info: The file attributes (with ``out``).
     """
 
-    def __init__(self, spec: Any, with_3d: bool, with_head_box: bool = False) -> None:
+    def __init__(self, spec: Any, with_3d: bool, with_head_box: bool = False, *, out: Path | None = None,
+                 info: SplitInfo | None = None) -> None:
         self.size = int(spec.crop_size)
         self.jpeg = spec.image_encoding == "jpeg"
+        self.encoding = spec.image_encoding
         self.with_3d = with_3d
         self.with_head_box = with_head_box
-        self.columns: dict[str, list] = {name: [] for name in (
+        self.columns: dict[str, list] = {}
+        self._clear()
+        self.flushed = 0
+        self._target = (Path(out), info) if out is not None and info is not None else None
+        self._writer: SplitWriter | None = None
+        self._abandon: weakref.finalize | None = None
+
+    def __len__(self) -> int:
+        return self.flushed + len(self.columns["images"])
+
+    def _clear(self) -> None:
+        self.columns = {name: [] for name in (
             "images", "joints_2d", "joints_2d_valid", "center", "scale", "joints_3d", "joints_3d_valid",
             "intrinsics", "head_box", "subject", "action", "camera", "clip", "frame")}
 
-    def __len__(self) -> int:
-        return len(self.columns["images"])
+    def _flush(self) -> None:
+        """Write the held samples to the streaming file (opened on the first flush)."""
+        out, info = self._target
+        if self._writer is None:
+            self._writer = SplitWriter(out, info, self.encoding).__enter__()
+            error = RuntimeError(f"{out}: conversion stopped before finish")  # removes the temporary file
+            self._abandon = weakref.finalize(self, self._writer.__exit__, RuntimeError, error, None)
+        self._writer.append(self.to_split(info))
+        self.flushed += len(self.columns["images"])
+        self._clear()
+
+    def write(self, out: Path, info: SplitInfo) -> None:
+        """Write every sample to ``out``: complete the streaming file, or write the held samples at once."""
+        if self._target is None:
+            write_split(out, self.to_split(info), image_encoding=self.encoding)
+            return
+        if len(self) == 0:
+            raise ValueError(f"{info.dataset}/{info.split}: no samples to write (see the skip counts above)")
+        if self.columns["images"] or self._writer is None:
+            self._flush()
+        self._abandon.detach()
+        self._writer.__exit__(None, None, None)
 
     def add(self, image: Image.Image, center: np.ndarray, side: float, joints_2d: np.ndarray,
             valid_2d: np.ndarray, *, joints_3d: np.ndarray | None = None, valid_3d: np.ndarray | None = None,
@@ -116,9 +162,11 @@ class SampleBuffer:
         for name, value in (("subject", subject), ("action", action), ("camera", camera), ("clip", clip)):
             c[name].append(str(value))
         c["frame"].append(int(frame))
+        if self._target is not None and len(c["images"]) >= FLUSH_EVERY:
+            self._flush()
 
     def to_split(self, info: SplitInfo) -> PoseSplit:
-        """All samples so far as a :class:`PoseSplit` (``ValueError`` if there are none)."""
+        """The held samples (all of them unless streaming) as a :class:`PoseSplit` (``ValueError`` if none)."""
         c = self.columns
         if not c["images"]:
             raise ValueError(f"{info.dataset}/{info.split}: no samples to write (see the skip counts above)")
@@ -148,7 +196,7 @@ def finish(buffer: SampleBuffer, info: SplitInfo, out: Path, spec: Any,
     report.written = len(buffer)
     report.log()
     assert report.read == report.written + sum(report.skipped.values()), report.to_dict()
-    write_split(out, buffer.to_split(info), image_encoding=spec.image_encoding)
+    buffer.write(out, info)
     return report
 
 

@@ -38,7 +38,8 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
     examples = read_examples(path)
     selected = [k for k, ex in enumerate(examples) if number(ex[SPLITS[split]])]
     report = ConvertReport(DATASET, split)
-    buffer = SampleBuffer(spec, with_3d=False)
+    info = split_info(DATASET, split, FLIC11.name, __name__)
+    buffer = SampleBuffer(spec, with_3d=False, out=out, info=info)
     for k in selected[:: spec.every_nth]:
         report.read += 1
         xy, valid = example_joints(examples[k], path, k)
@@ -57,7 +58,7 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
         movie, frame = text(examples[k]["moviename"]), number(examples[k]["currframe"])
         buffer.add(image, center, side, joints[0], joints_valid[0], subject=movie, clip=movie,
                    frame=-1 if frame is None else int(frame))
-    return finish(buffer, split_info(DATASET, split, FLIC11.name, __name__), out, spec, report)
+    return finish(buffer, info, out, spec, report)
 
 
 def read_examples(path: Path) -> np.ndarray:

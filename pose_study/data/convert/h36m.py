@@ -11,9 +11,12 @@ Reads, under the dataset root (layout in ``catalog.yaml``):
   camera centre T (world, mm). World → camera rotation R = Rx(a0)·Ry(a1)·Rz(a2) (right-handed
   axis rotations; ported from OpenMMLab's ``preprocess_h36m.py``, whose R is its transpose).
 * Camera intrinsics and distortion: the catalog's ``h36m.cameras`` table (published values).
-* Frames, extracted from ``S<n>/Videos/<Seq>.<cam>.mp4`` (video decoding is not done here) as
+* Frames: decoded from the official ``S<n>/Videos/<Seq>.<cam>.mp4`` (frame f = pose row f; only
+  the kept frames are cropped, see ``convert.video``), or, where extracted, read from
   ``images/<S>/<S>_<Seq>.<cam>/<S>_<Seq>.<cam>_<frame+1:06d>.jpg`` with spaces in ``<Seq>``
   replaced by ``_`` (OpenMMLab's layout; its ``fps10`` extraction matches ``every_nth: 5``).
+  Frame sizes (W × H) are the catalog's per camera, except in the subjects of
+  ``frame_size_by_subject`` (``frame_size``).
 
 Output per (frame, camera): ``joints_3d`` = R (X − T) in the camera frame (x right, y down,
 z forward), mm; ``joints_2d`` = the **distorted** projection (H36M model: radial k1..k3,
@@ -22,7 +25,8 @@ positions (pixel base unverified), mapped to the crop; ``intrinsics`` = the pinh
 mapped to crop px. K @ joints_3d therefore equals joints_2d only up to lens distortion: apply
 :func:`distort` with the catalog's k, p before K to reproduce joints_2d exactly.
 Crop: square around the 2D joints, side = box_margin × their longer extent. Splits: ``train`` =
-S1, S5, S6, S7, S8; ``test`` = S9, S11 (catalog ``h36m.tables.subjects``).
+S1, S5, S6, S7, S8; ``test`` = S9, S11 (catalog ``h36m.tables.subjects``); the convert option
+``subjects`` converts some of them only.
 """
 
 from __future__ import annotations
@@ -37,9 +41,8 @@ import numpy as np
 
 from pose_study.data import crop
 from pose_study.data.catalog import get_dataset
-from pose_study.data.convert import (
-    ConvertReport, SampleBuffer, check_split, finish, find_file, open_image, split_info,
-)
+from pose_study.data.convert import ConvertReport, SampleBuffer, check_split, finish, find_file, split_info
+from pose_study.data.convert.video import ClipFrames
 from pose_study.skeletons import CANONICAL, H36M32_TO_17
 
 DATASET = "h36m"
@@ -83,33 +86,36 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
                          "official 'visualisation and large scale prediction software' bundle)")
     w0 = read_w0(metadata, [cam["id"] for cam in tables["cameras"]])
     report = ConvertReport(DATASET, split)
-    buffer = SampleBuffer(spec, with_3d=True)
-    for subject in tables["subjects"][split]:
+    info = split_info(DATASET, split, CANONICAL.name, __name__)
+    buffer = SampleBuffer(spec, with_3d=True, out=out, info=info)
+    for subject in spec.subjects or tables["subjects"][split]:
         cameras = [camera(w0, index, subject, table) for index, table in enumerate(tables["cameras"])]
         for path in sequence_files(root, subject):
             world = read_pose(path)
             for cam in cameras:
                 _convert_clip(buffer, report, root, subject, path.stem, cam, world, spec)
-    return finish(buffer, split_info(DATASET, split, CANONICAL.name, __name__), out, spec, report)
+    return finish(buffer, info, out, spec, report)
 
 
 def _convert_clip(buffer: SampleBuffer, report: ConvertReport, root: Path, subject: str, seq: str,
                   cam: Camera, world: np.ndarray, spec: Any) -> None:
     valid = np.ones(CANONICAL.num_joints, dtype=bool)
-    for frame in range(0, len(world), spec.every_nth):
-        report.read += 1
-        joints_3d = world_to_camera(world[frame], cam)
-        if (joints_3d[:, 2] <= 0).any():
-            report.skip("joint behind the camera")
-            continue
-        joints_2d = project(joints_3d, cam)
-        center, side = crop.box_from_points(joints_2d, valid, spec.box_margin)
-        image = open_image(frame_path(root, subject, seq, cam.id, frame), spec, report)
-        if image is None:
-            continue
-        buffer.add(image, center, side, joints_2d, valid, joints_3d=joints_3d, valid_3d=valid,
-                   intrinsics=cam.intrinsics, subject=subject, action=action_name(seq), camera=cam.id,
-                   clip=f"{subject}/{seq}.{cam.id}", frame=frame)
+    with ClipFrames(video_path(root, subject, seq, cam.id), lambda f: frame_path(root, subject, seq, cam.id, f),
+                    spec, report, frame_size(subject, cam.id)) as frames:
+        for frame in range(0, len(world), spec.every_nth):
+            report.read += 1
+            joints_3d = world_to_camera(world[frame], cam)
+            if (joints_3d[:, 2] <= 0).any():
+                report.skip("joint behind the camera")
+                continue
+            joints_2d = project(joints_3d, cam)
+            center, side = crop.box_from_points(joints_2d, valid, spec.box_margin)
+            image = frames.open(frame)
+            if image is None:
+                continue
+            buffer.add(image, center, side, joints_2d, valid, joints_3d=joints_3d, valid_3d=valid,
+                       intrinsics=cam.intrinsics, subject=subject, action=action_name(seq), camera=cam.id,
+                       clip=f"{subject}/{seq}.{cam.id}", frame=frame)
 
 
 def sequence_files(root: Path, subject: str) -> list[Path]:
@@ -196,6 +202,25 @@ def project(joints: np.ndarray, cam: Camera) -> np.ndarray:
     """[J, 3] camera-frame mm → [J, 2] distorted pixel coordinates."""
     uv = distort(joints[:, :2] / joints[:, 2:3], cam.k, cam.p)
     return uv * cam.f + cam.c
+
+
+def video_path(root: Path, subject: str, seq: str, camera_id: str) -> Path:
+    """The official video of one sequence and camera (``S<n>/Videos/<Seq>.<cam>.mp4``)."""
+    return root / subject / "Videos" / f"{seq}.{camera_id}.mp4"
+
+
+def frame_size(subject: str, camera_id: str) -> tuple[int, int]:
+    """(W, H) of the frames of ``camera_id`` for ``subject`` (catalog: camera ``size``, then
+    ``frame_size_by_subject``; e.g. S7's camera 55011271 gives 1000 × 1002 frames)."""
+    tables = get_dataset(DATASET).tables
+    by_subject = tables.get("frame_size_by_subject", {})
+    if subject in by_subject:
+        return tuple(by_subject[subject])
+    row = next((c for c in tables["cameras"] if str(c["id"]) == camera_id), None)
+    if row is None:
+        raise ValueError(f"h36m: unknown camera {camera_id!r}; the catalog lists "
+                         f"{[c['id'] for c in tables['cameras']]}")
+    return tuple(row["size"])
 
 
 def frame_path(root: Path, subject: str, seq: str, camera_id: str, frame: int) -> Path:

@@ -47,7 +47,8 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
     path = find_file(Path(root), ("joints.mat", "*/joints.mat"), f"{dataset} joints.mat")
     xy, valid = read_joints(path, dataset)
     report = ConvertReport(dataset, split)
-    buffer = SampleBuffer(spec, with_3d=False)
+    info = split_info(dataset, split, LSP14.name, __name__)
+    buffer = SampleBuffer(spec, with_3d=False, out=out, info=info)
     for i in split_indices(dataset, split, len(xy))[:: spec.every_nth]:
         report.read += 1
         center, side = crop.box_from_points(xy[i], valid[i], spec.box_margin)
@@ -60,7 +61,7 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
             continue
         joints, joints_valid = to_canonical(xy[i][None], valid[i][None], LSP14)
         buffer.add(image, center, side, joints[0], joints_valid[0], clip=name, frame=i)
-    return finish(buffer, split_info(dataset, split, LSP14.name, __name__), out, spec, report)
+    return finish(buffer, info, out, spec, report)
 
 
 def read_joints(path: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:

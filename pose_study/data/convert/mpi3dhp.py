@@ -7,7 +7,9 @@
   frame, mm. Only the first ``train_frames`` rows (the video length, catalog) are used.
 * ``S<s>/Seq<q>/camera.calibration`` (text): per camera ``name <c>`` then ``intrinsic`` = 16
   numbers, a row-major 4×4 K (fx [0], cx [2], fy [5], cy [6]); parsed by whitespace.
-* Frames ``S<s>/Seq<q>/imageSequence/img_<c>_<row+1:06d>.jpg`` (ffmpeg from ``video_<c>.avi``).
+* Frames: decoded from the official ``S<s>/Seq<q>/imageSequence/video_<c>.avi`` (row r = frame r;
+  only the kept rows are cropped, see ``convert.video``), or, where extracted,
+  ``imageSequence/img_<c>_<row+1:06d>.jpg`` (ffmpeg's numbering from 1).
 
 ``test`` (TS1–TS6): ``mpi_inf_3dhp_test_set/TS<n>/annot_data.mat`` — MATLAB **v7.3** (HDF5), read
 with h5py, whose shapes are MATLAB's reversed: ``annot2`` (n, 1, 17, 2), ``univ_annot3``
@@ -16,7 +18,7 @@ with h5py, whose shapes are MATLAB's reversed: ``annot2`` (n, 1, 17, 2), ``univ_
 universal-skeleton 3D that the official 3DPCK/AUC scoring uses. No calibration ships with the
 test set: ``intrinsics`` are fitted per sequence by least squares from ``annot2`` ↔ ``annot3``
 (pinhole); note that ``univ_annot3`` is rescaled and does not reproject exactly onto ``annot2``.
-Frames ``TS<n>/imageSequence/img_<row+1:06d>.jpg``.
+Frames ``TS<n>/imageSequence/img_<row+1:06d>.jpg`` (the test set ships images, not videos).
 
 2D pixels are used as given (no ±1 shift: the annotations come from projections, not MATLAB
 clicks). Crop: square around the 2D joints, side = box_margin × their longer extent. Every joint
@@ -25,6 +27,7 @@ is annotated (valid) in both sets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from pose_study.data.convert import (
     ConvertReport, SampleBuffer, check_split, finish, find_file, load_mat, mat_variable, open_image,
     split_info,
 )
+from pose_study.data.convert.video import ClipFrames
 from pose_study.skeletons import MPI3DHP28, MPI3DHP_TEST17, Skeleton, to_canonical
 
 DATASET = "mpi_inf_3dhp"
@@ -48,18 +52,18 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
     check_split(DATASET, split, SPLITS)
     root, tables = Path(root), get_dataset(DATASET).tables
     report = ConvertReport(DATASET, split)
-    buffer = SampleBuffer(spec, with_3d=True)
+    skeleton = MPI3DHP28 if split == "train" else MPI3DHP_TEST17
+    info = split_info(DATASET, split, skeleton.name, __name__)
+    buffer = SampleBuffer(spec, with_3d=True, out=out, info=info)
     if split == "train":
-        for subject in tables["subjects"]["train"]:
+        for subject in spec.subjects or tables["subjects"]["train"]:
             for q, frames in enumerate(tables["train_frames"][subject], start=1):
                 _convert_train_sequence(buffer, report, root / subject / f"Seq{q}", subject, q, frames,
                                         tables["train_cameras"], spec)
-        skeleton = MPI3DHP28
     else:
-        for seq in tables["subjects"]["test"]:
+        for seq in spec.subjects or tables["subjects"]["test"]:
             _convert_test_sequence(buffer, report, root, seq, tables["activities"], spec)
-        skeleton = MPI3DHP_TEST17
-    return finish(buffer, split_info(DATASET, split, skeleton.name, __name__), out, spec, report)
+    return finish(buffer, info, out, spec, report)
 
 
 # --- training set ---------------------------------------------------------------------------------
@@ -74,11 +78,13 @@ def _convert_train_sequence(buffer: SampleBuffer, report: ConvertReport, folder:
             raise ValueError(f"{folder / 'camera.calibration'}: no camera 'name {cam}'")
         joints_2d = annot["annot2"][cam][:frames].reshape(-1, 28, 2)
         joints_3d = annot["annot3"][cam][:frames].reshape(-1, 28, 3)
-        for row in range(0, len(joints_2d), spec.every_nth):
-            image_path = folder / "imageSequence" / f"img_{cam}_{row + 1:06d}.jpg"
-            _add_frame(buffer, report, image_path, joints_2d[row], joints_3d[row], intrinsics[cam],
-                       MPI3DHP28, spec, subject=subject, camera=str(cam),
-                       clip=f"{subject}/Seq{seq}/cam{cam}", frame=row)
+        images = folder / "imageSequence"
+        with ClipFrames(images / f"video_{cam}.avi", lambda r, c=cam: images / f"img_{c}_{r + 1:06d}.jpg", spec,
+                        report) as clip_frames:
+            for row in range(0, len(joints_2d), spec.every_nth):
+                _add_frame(buffer, report, clip_frames.open, row, joints_2d[row], joints_3d[row], intrinsics[cam],
+                           MPI3DHP28, spec, subject=subject, camera=str(cam),
+                           clip=f"{subject}/Seq{seq}/cam{cam}", frame=row)
 
 
 def read_train_annot(path: Path) -> dict[str, list[np.ndarray]]:
@@ -127,7 +133,8 @@ def _convert_test_sequence(buffer: SampleBuffer, report: ConvertReport, root: Pa
     intrinsics = fit_intrinsics(annot["annot2"][keep, 0], annot["annot3"][keep, 0])
     for row in keep[keep % spec.every_nth == 0]:
         activity = int(annot["activity_annotation"].ravel()[row])
-        _add_frame(buffer, report, path.parent / "imageSequence" / f"img_{row + 1:06d}.jpg",
+        image_path = path.parent / "imageSequence" / f"img_{row + 1:06d}.jpg"
+        _add_frame(buffer, report, lambda _, p=image_path: open_image(p, spec, report), row,
                    annot["annot2"][row, 0], annot["univ_annot3"][row, 0], intrinsics, MPI3DHP_TEST17, spec,
                    subject=seq, camera=seq, clip=seq, frame=int(row),
                    action=activities[activity - 1] if 1 <= activity <= len(activities) else "")
@@ -173,16 +180,16 @@ def fit_intrinsics(joints_2d: np.ndarray, joints_3d: np.ndarray) -> np.ndarray:
 # --- shared ---------------------------------------------------------------------------------------
 
 
-def _add_frame(buffer: SampleBuffer, report: ConvertReport, image_path: Path, joints_2d: np.ndarray,
-               joints_3d: np.ndarray, intrinsics: np.ndarray, skeleton: Skeleton, spec: Any,
-               **meta: Any) -> None:
+def _add_frame(buffer: SampleBuffer, report: ConvertReport, open_frame: Callable[[int], Any], row: int,
+               joints_2d: np.ndarray, joints_3d: np.ndarray, intrinsics: np.ndarray, skeleton: Skeleton,
+               spec: Any, **meta: Any) -> None:
     report.read += 1
     valid = np.isfinite(joints_2d).all(axis=1) & np.isfinite(joints_3d).all(axis=1)
     center, side = crop.box_from_points(joints_2d, valid, spec.box_margin)
     if side < 1:
         report.skip("degenerate person box")
         return
-    image = open_image(image_path, spec, report)
+    image = open_frame(row)
     if image is None:
         return
     j2, v2 = to_canonical(joints_2d[None], valid[None], skeleton)

@@ -71,7 +71,8 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
     report = ConvertReport(DATASET, split)
     items = read_json(root, split) if _use_json(root, split, spec.annotation_format) \
         else read_release(root, split)
-    buffer = SampleBuffer(spec, with_3d=False, with_head_box=True)
+    info = split_info(DATASET, split, MPII16.name, __name__)
+    buffer = SampleBuffer(spec, with_3d=False, with_head_box=True, out=out, info=info)
     for item in items[:: spec.every_nth]:
         report.read += 1
         if isinstance(item, str):
@@ -80,7 +81,7 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
         image = open_image(root / "images" / item.image, spec, report)
         if image is not None:
             _add(buffer, image, item, spec.box_margin)
-    return finish(buffer, split_info(DATASET, split, MPII16.name, __name__), out, spec, report)
+    return finish(buffer, info, out, spec, report)
 
 
 def _add(buffer: SampleBuffer, image: Any, person: Person, margin: float) -> None:

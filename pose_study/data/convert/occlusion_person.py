@@ -48,13 +48,14 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a list of per-image dicts, got {type(entries).__name__}")
     report = ConvertReport(DATASET, split)
-    buffer = SampleBuffer(spec, with_3d=True)
+    info = split_info(DATASET, split, OCCLUSION_PERSON15.name, __name__)
+    buffer = SampleBuffer(spec, with_3d=True, out=out, info=info)
     with ImageSource(root) as images:
         for i, entry in enumerate(entries):
             _check_entry(entry, i, path)
             if int(entry["image_id"]) % spec.every_nth == 0:
                 _convert_entry(buffer, report, images, entry, i, path, spec)
-    return finish(buffer, split_info(DATASET, split, OCCLUSION_PERSON15.name, __name__), out, spec, report)
+    return finish(buffer, info, out, spec, report)
 
 
 def _convert_entry(buffer: SampleBuffer, report: ConvertReport, images: ImageSource, entry: dict, i: int,

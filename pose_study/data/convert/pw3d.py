@@ -53,13 +53,14 @@ def convert(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
         raise FileNotFoundError(f"{folder}: no <sequence>.pkl files; extract sequenceFiles.zip from the 3DPW "
                                 "download (registration required) into the root")
     report = ConvertReport(DATASET, split)
-    buffer = SampleBuffer(spec, with_3d=True)
+    info = split_info(DATASET, split, CANONICAL.name, __name__)
+    buffer = SampleBuffer(spec, with_3d=True, out=out, info=info)
     for path in files:
         seq = read_sequence(path)
         for person in range(len(seq["poses2d"])):
             _convert_person(buffer, report, root, seq, person, path, spec)
     # The canonical set is the closest registered skeleton name for SMPL-24 / OpenPose-18 labels.
-    return finish(buffer, split_info(DATASET, split, CANONICAL.name, __name__), out, spec, report)
+    return finish(buffer, info, out, spec, report)
 
 
 def read_sequence(path: Path) -> dict:
