@@ -3,7 +3,7 @@
 # channels_last / torch.compile / SIGTERM-resume through the stage CLIs, throughput with
 # `python -m pose_study bench`, and a 2-rank NCCL step when the machine has 2 GPUs.
 #
-#   scripts/gpu-check.sh [--cpu] [--out DIR] [--work DIR] [--wheels DIR] [--sections LIST]
+#   scripts/gpu-check.sh [--cpu] [--out DIR] [--work DIR] [--wheels DIR] [--budget S] [--sections LIST]
 #
 #   --cpu       dry mode: the same code paths tiny on the CPU (64 px, *_tiny presets, a few steps),
 #               in the current environment (no install); CI runs this (tests/workflow/test_gpu_check.py)
@@ -11,11 +11,14 @@
 #               gpu-check.log and details.tar.gz (every section's JSON, logs, curves, commands)
 #   --work DIR  scratch folder (default: a new folder under ${TMPDIR:-/tmp})
 #   --wheels DIR  offline installs: wheels installed with --no-index (default: .whl/ if present)
+#   --budget S  wall-clock seconds for the whole run (default 570 on a GPU, 1200 with --cpu): each
+#               section's limit is cut to what is left, so the summary is always written
 #   --sections  comma-separated subset of: install,env,tests,data,correctness,bench,ddp (default: all;
 #               correctness, bench and ddp read the splits that data writes into --work)
 #
-# Install (GPU mode): when PyPI answers, a fresh venv gets `pip install torch==2.13.0` (the CUDA
-# build on a GPU machine) and `pip install -e '.[test]'`. When it does not (a machine with no
+# Install (GPU mode): with $PYTHON set, that interpreter is used as it is. Otherwise, when PyPI
+# answers, a fresh venv gets `pip install torch==2.13.0` (the CUDA build on a GPU machine) and
+# `pip install -e '.[test]'`. When it does not (a machine with no
 # registry), the machine's own python3 and its torch are used, the wheels of --wheels DIR are
 # installed into a target folder with --no-index, and the tree itself is put first on PYTHONPATH.
 # The stage CLIs need, beyond a stock CUDA PyTorch image: jsonschema and its dependencies
@@ -32,8 +35,9 @@ OUT_DIR=${OUT:-}
 WORK=""
 WHEELS=""
 SECTIONS="install,env,tests,data,correctness,bench,ddp"
+BUDGET=""
 
-usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --cpu) CPU=1 ;;
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
         --work) WORK=$2; shift ;;
         --wheels) WHEELS=$2; shift ;;
         --sections) SECTIONS=$2; shift ;;
+        --budget) BUDGET=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -54,6 +59,8 @@ WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")}
 mkdir -p "$WORK" && WORK=$(cd "$WORK" && pwd)
 [ -z "$WHEELS" ] && [ -d "$ROOT/.whl" ] && WHEELS=$ROOT/.whl
 PROFILE=$([ $CPU = 1 ] && echo cpu || echo gpu)
+BUDGET=${BUDGET:-$([ $CPU = 1 ] && echo 1200 || echo 570)}
+DEADLINE=$(( $(date +%s) + BUDGET - 30 ))  # 30 s kept for the summary and the archive
 LOG=$OUT_DIR/gpu-check.log
 : > "$WORK/sections.tsv"
 : > "$WORK/commands.txt"
@@ -71,9 +78,16 @@ cmd() {
 }
 # section NAME TIMEOUT_S FUNCTION: run a section under a time limit, record its exit status and times
 section() {
-    local name=$1 limit=$2 fn=$3 start end t0 rc
+    local name=$1 limit=$2 fn=$3 start end t0 rc left
     case ",$SECTIONS," in *",$name,"*) ;; *) say "== $name: not selected"; return 0 ;; esac
     start=$(date -u +%H:%M:%S); t0=$(date +%s)
+    left=$(( DEADLINE - t0 ))
+    if [ "$left" -lt 10 ]; then
+        say "== $name: skipped, the --budget of ${BUDGET} s is spent"
+        printf '%s\t%s\t%s\t%s\t%s\n' "$name" 125 "$start" "$start" 0 >> "$WORK/sections.tsv"
+        return 0
+    fi
+    [ "$left" -lt "$limit" ] && limit=$left
     say "== $name: start (limit ${limit} s)"
     timeout --kill-after=10 "$limit" bash -c "$fn"; rc=$?
     end=$(date -u +%H:%M:%S)
@@ -95,7 +109,7 @@ EOF
 choose_python() {
     # writes $WORK/python (the interpreter every later section uses) and $WORK/install.json
     local mode note=""
-    if [ $CPU = 1 ]; then
+    if [ $CPU = 1 ] || [ -n "${PYTHON:-}" ]; then
         mode=existing; echo "${PYTHON:-$ROOT/.venv/bin/python}" > "$WORK/python"
     elif pypi_reachable; then
         mode=pypi
@@ -136,7 +150,7 @@ run_tests() {
 nvidia_info() { command -v nvidia-smi >/dev/null && cmd env nvidia-smi || true; }
 
 # --- the run ----------------------------------------------------------------------------------
-say "gpu-check ($PROFILE profile) in $ROOT; work $WORK; results $OUT_DIR"
+say "gpu-check ($PROFILE profile) in $ROOT; work $WORK; results $OUT_DIR; budget ${BUDGET} s"
 export ROOT WORK LOG CPU WHEELS PROFILE OUT_DIR SECTIONS
 export -f say cmd pypi_reachable choose_python
 section install 300 choose_python

@@ -109,3 +109,16 @@ def test_stage_commands_carry_the_run_settings_in_the_spec_json(tmp_path):
 def test_the_cpu_profile_makes_every_run_but_the_compiled_one():
     assert gpu_check.runs_for(gpu_check.PROFILES["cpu"]) == [n for n in gpu_check.RUNS if n != "bf16_compile"]
     assert gpu_check.runs_for(gpu_check.PROFILES["gpu"]) == list(gpu_check.RUNS)
+
+
+def test_summary_judges_the_sections_that_ran_and_names_their_failures(tmp_path):
+    (tmp_path / "sections.tsv").write_text("env\t0\t09:00:00\t09:00:05\t5\nddp\t0\t09:00:05\t09:00:09\t4\n")
+    (tmp_path / "env.json").write_text(json.dumps({"device": "cpu (x86_64)", "torch": "2.13.0"}))
+    args = argparse.Namespace(work=tmp_path, profile="cpu")
+    assert not gpu_check.summary(args)["ok"]  # ddp ran but wrote no result
+    (tmp_path / "ddp.json").write_text(json.dumps({"ok": True, "backend": "gloo"}))
+    result = gpu_check.summary(args)
+    assert result["ok"] and [s["seconds"] for s in result["sections"]] == [5, 4]
+    (tmp_path / "ddp.json").write_text(json.dumps({"ok": False}))
+    assert not gpu_check.summary(args)["ok"]
+    assert "SOME CHECKS FAILED" in gpu_check.render(gpu_check.summary(args))
