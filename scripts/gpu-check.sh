@@ -62,6 +62,8 @@ PROFILE=$([ $CPU = 1 ] && echo cpu || echo gpu)
 BUDGET=${BUDGET:-$([ $CPU = 1 ] && echo 1200 || echo 570)}
 DEADLINE=$(( $(date +%s) + BUDGET - 30 ))  # 30 s kept for the summary and the archive
 LOG=$OUT_DIR/gpu-check.log
+rm -f "$OUT_DIR/summary.json" "$OUT_DIR/summary.md" "$OUT_DIR/details.tar.gz"
+: > "$LOG"
 : > "$WORK/sections.tsv"
 : > "$WORK/commands.txt"
 cd "$ROOT" || exit 1
@@ -113,10 +115,14 @@ choose_python() {
         mode=existing; echo "${PYTHON:-$ROOT/.venv/bin/python}" > "$WORK/python"
     elif pypi_reachable; then
         mode=pypi
-        cmd install python3 -m venv "$WORK/venv" &&
-        cmd install "$WORK/venv/bin/pip" install --quiet "torch==2.13.0" &&
-        cmd install "$WORK/venv/bin/pip" install --quiet -e ".[test]" || note="pip install failed"
-        echo "$WORK/venv/bin/python" > "$WORK/python"
+        if cmd install python3 -m venv "$WORK/venv" &&
+           cmd install "$WORK/venv/bin/pip" install --quiet "torch==2.13.0" &&
+           cmd install "$WORK/venv/bin/pip" install --quiet -e ".[test]"; then
+            echo "$WORK/venv/bin/python" > "$WORK/python"
+        else
+            note="pip install failed (see gpu-check.log); falling back to the machine's python3"
+            echo python3 > "$WORK/python"
+        fi
     else
         mode=offline; echo python3 > "$WORK/python"
         note="PyPI unreachable: the machine's python3 and torch"
@@ -169,8 +175,13 @@ section bench 420 "check bench"
 section ddp 180 "check ddp"
 
 say "== summary"
-"$PY" -m pose_study.benchmarks.gpu_check summary --work "$WORK" --profile "$PROFILE" --out "$OUT_DIR" 2>&1 | tee -a "$LOG"
-status=${PIPESTATUS[0]}
+# the summary needs only the standard library: a plain python3 writes it if $PY is broken
+for py in "$PY" python3; do
+    "$py" -m pose_study.benchmarks.gpu_check summary --work "$WORK" --profile "$PROFILE" --out "$OUT_DIR" 2>&1 |
+        tee -a "$LOG"
+    status=${PIPESTATUS[0]}
+    [ -f "$OUT_DIR/summary.json" ] && break
+done
 # details: every section's JSON, logs, curves and commands (no data, checkpoints or weights)
 tar -czf "$OUT_DIR/details.tar.gz" -C "$WORK" --exclude='*.h5' --exclude='*.pt' --exclude=checkpoint \
     --exclude=venv --exclude=site . 2>>"$LOG"

@@ -558,7 +558,9 @@ def render(s: dict) -> str:
     lines = [f"# GPU check ({s['profile']} profile): {'all checks passed' if s['ok'] else 'SOME CHECKS FAILED'}", "",
              f"- device: {env_.get('device')}; driver: {env_.get('driver')}; GPUs: {env_.get('gpu_count')}",
              f"- torch {env_.get('torch')}, CUDA {env_.get('cuda')}, cuDNN {env_.get('cudnn')}, "
-             f"Python {env_.get('python')}; install: {(s.get('install') or {}).get('mode')}", "",
+             f"Python {env_.get('python')}",
+             "- install: {mode} ({python}); stage CLIs import: {cli_imports}. {note}".format(
+                 **{"mode": None, "python": None, "cli_imports": None, "note": "", **(s.get("install") or {})}), "",
              "## Sections", "", "| section | exit | start | seconds |", "|---|---|---|---|"]
     lines += [f"| {x['section']} | {x['rc']} | {x['start']} | {x['seconds']} |" for x in s["sections"]]
     t = s.get("tests") or {}
