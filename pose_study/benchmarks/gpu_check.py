@@ -95,18 +95,21 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # One H100/H200-class GPU, 16 cores, ~10 minutes in all (issue 22).
-    "gpu": Profile(device="cuda", crop_size=256, train_samples=512, val_samples=64, model="hg1", batch_size=32,
+    "gpu": Profile(device="cuda", crop_size=256, train_samples=512, val_samples=64, model="hg1",
+                   batch_size=32,
                    pretrain_steps=300, fusion_steps=150, geometric_steps=50, eval_every=25, eval_samples=64,
                    log_every=10, parallel=12, run_timeout=240, bench_models=("resnet50", "hg2"),
                    bench_batches=(64, 128), bench_steps=20, bench_warmup=5,
                    bench_data_steps=30, bench_timeout=90, bench_compile_timeout=180, ddp_model="hg1",
                    ddp_steps=40),
     # The same code paths on the CPU, small enough for CI (about 2 minutes of 2 shared cores).
-    "cpu": Profile(device="cpu", crop_size=64, train_samples=64, val_samples=16, model="hg1_tiny", batch_size=4,
+    "cpu": Profile(device="cpu", crop_size=64, train_samples=64, val_samples=16, model="hg1_tiny",
+                   batch_size=4,
                    pretrain_steps=24, fusion_steps=12, geometric_steps=6, eval_every=6, eval_samples=8,
                    log_every=2, parallel=2, run_timeout=240, bench_models=("hg1_tiny",),
                    bench_batches=(8,), bench_steps=2, bench_warmup=1, bench_data_steps=2,
-                   bench_timeout=120, bench_compile_timeout=240, ddp_model="hg1_tiny", ddp_steps=4, compile=False),
+                   bench_timeout=120, bench_compile_timeout=240, ddp_model="hg1_tiny", ddp_steps=4,
+                   compile=False),
 }
 
 # The bench modes: eager = NCHW, channels_last = the loop's default, compile = channels_last + torch.compile.
@@ -199,9 +202,12 @@ def env(args: argparse.Namespace) -> dict:
                             "host": platform.node(), "platform": platform.platform()}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        info.update(device=torch.cuda.get_device_name(0), capability=".".join(map(str, torch.cuda.get_device_capability(0))),
-                    memory_gib=round(props.total_memory / 2**30, 1), multiprocessors=props.multi_processor_count,
-                    tf32_conv=torch.backends.cudnn.allow_tf32, tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
+        info.update(device=torch.cuda.get_device_name(0),
+                    capability=".".join(map(str, torch.cuda.get_device_capability(0))),
+                    memory_gib=round(props.total_memory / 2**30, 1),
+                    multiprocessors=props.multi_processor_count,
+                    tf32_conv=torch.backends.cudnn.allow_tf32,
+                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
         info["driver"] = _nvidia_smi("driver_version")
     else:
         info.update(device=f"cpu ({platform.machine()})", driver=None)
@@ -210,8 +216,8 @@ def env(args: argparse.Namespace) -> dict:
 
 def _nvidia_smi(field: str) -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout.strip() else None
@@ -221,9 +227,11 @@ def _nvidia_smi(field: str) -> str | None:
 
 
 def _splits(p: Profile) -> dict[str, tuple[str, str, int, str]]:
-    """name -> (world, split, samples, encoding) of every split the check reads (``bench`` reads wild_train)."""
-    return {"wild_train": ("wild", "train", p.train_samples, "raw"), "wild_val": ("wild", "val", p.val_samples, "raw"),
-            "lab_train": ("lab", "train", p.train_samples, "raw"), "lab_val": ("lab", "val", p.val_samples, "raw")}
+    """name -> (world, split, samples, encoding) of every split read (``bench`` reads wild_train)."""
+    return {"wild_train": ("wild", "train", p.train_samples, "raw"),
+            "wild_val": ("wild", "val", p.val_samples, "raw"),
+            "lab_train": ("lab", "train", p.train_samples, "raw"),
+            "lab_val": ("lab", "val", p.val_samples, "raw")}
 
 
 def data(args: argparse.Namespace) -> dict:
@@ -231,8 +239,9 @@ def data(args: argparse.Namespace) -> dict:
     p, work = PROFILES[args.profile], args.work
     jobs = {}
     for name, (world, split, n, encoding) in _splits(p).items():
-        argv = [*_python(), "-m", "pose_study", "synthesize", "--world", world, "--split", split, "--num-samples",
-                str(n), "--crop-size", str(p.crop_size), "--image-encoding", encoding, "--seed", "7",
+        argv = [*_python(), "-m", "pose_study", "synthesize", "--world", world, "--split", split,
+                "--num-samples", str(n), "--crop-size", str(p.crop_size), "--image-encoding", encoding,
+                "--seed", "7",
                 "--out", str(work / "data" / f"{name}.h5")]
         jobs[name] = argv
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
@@ -319,7 +328,7 @@ def _one_run(stage: str, name: str, p: Profile, work: Path) -> dict:
         result = {"rc": rc, "seconds": round(seconds, 1)}
     try:
         result["curve"] = read_curve(run_dir / "curve.csv")
-    except (OSError, ValueError, KeyError) as err:  # a malformed curve fails this run's checks, not the section
+    except (OSError, ValueError, KeyError) as err:  # a bad curve fails this run's checks, not the section
         result.update(curve=[], curve_error=f"{type(err).__name__}: {err}")
     if result["rc"] != 0:
         result["log_tail"] = _tail(log)
@@ -354,12 +363,14 @@ def judge(runs: dict[str, dict]) -> dict[str, dict]:
     """The checks of one stage from its runs (``RUNS``): each {passed, tolerance, measured, ...}."""
     curve = {name: r.get("curve", []) for name, r in runs.items()}
     checks = {}
-    for check, (a, b) in {"bf16_vs_fp32": ("bf16", "fp32"), "compile_vs_eager": ("bf16_compile", "bf16")}.items():
+    pairs = {"bf16_vs_fp32": ("bf16", "fp32"), "compile_vs_eager": ("bf16_compile", "bf16")}
+    for check, (a, b) in pairs.items():
         if a not in curve:
             checks[check] = {"passed": True, "skipped": _NO_COMPILE, "measured": {"comparable": False}}
             continue
         c = compare_curves(curve[a], curve[b])
-        checks[check] = {"passed": _within(c, TOLERANCES[check]), "tolerance": TOLERANCES[check], "measured": c}
+        checks[check] = {"passed": _within(c, TOLERANCES[check]), "tolerance": TOLERANCES[check],
+                         "measured": c}
     repeat = compare_curves(curve["fp32_repeat"], curve["fp32"])
     fp32 = compare_curves(curve["fp32_resume"], curve["fp32"])
     deterministic = repeat.get("exact", False)
@@ -369,8 +380,10 @@ def judge(runs: dict[str, dict]) -> dict[str, dict]:
         ok, rule = False, "exact (the uninterrupted repeat was exact)"
     else:
         ok = fp32["loss_rel_mean"] <= FP32_RESUME_MARGIN * repeat["loss_rel_mean"]
-        rule = f"loss_rel_mean <= {FP32_RESUME_MARGIN} x the uninterrupted repeat's ({repeat['loss_rel_mean']:.3g})"
-    interrupted = {n: runs[n].get("interrupted") and runs[n].get("resumed") for n in ("fp32_resume", "bf16_resume")}
+        rule = (f"loss_rel_mean <= {FP32_RESUME_MARGIN} x the uninterrupted repeat's "
+                f"({repeat['loss_rel_mean']:.3g})")
+    interrupted = {n: runs[n].get("interrupted") and runs[n].get("resumed")
+                   for n in ("fp32_resume", "bf16_resume")}
     checks["fp32_resume"] = {"passed": bool(ok and interrupted["fp32_resume"]), "rule": rule,
                              "reason": RESUME_REASONS["fp32"], "measured": fp32, "repeat": repeat,
                              "device_deterministic": deterministic,
@@ -414,7 +427,8 @@ def bench(args: argparse.Namespace) -> dict:
         for batch in p.bench_batches:
             for mode, flags in BENCH_MODES.items():
                 if mode == "compile" and not p.compile:
-                    rows.append({"model": model, "batch_size": batch, "mode": mode, "rc": 0, "skipped": _NO_COMPILE})
+                    rows.append({"model": model, "batch_size": batch, "mode": mode, "rc": 0,
+                                 "skipped": _NO_COMPILE})
                     continue
                 json_path = work / "bench" / f"{model}_b{batch}_{mode}.json"
                 argv = [*_python(), "-m", "pose_study", "bench", "--model", model, "--batch-size", str(batch),
@@ -422,8 +436,10 @@ def bench(args: argparse.Namespace) -> dict:
                         "--warmup", str(p.bench_warmup), "--data-steps", str(p.bench_data_steps),
                         "--no-baseline", *flags, "--json", str(json_path)]
                 timeout = p.bench_compile_timeout if mode == "compile" else p.bench_timeout
-                rc, seconds = _run(work, "bench", argv, work / "logs" / f"bench_{model}_b{batch}_{mode}.log", timeout)
-                row = {"model": model, "batch_size": batch, "mode": mode, "rc": rc, "seconds": round(seconds, 1)}
+                log = work / "logs" / f"bench_{model}_b{batch}_{mode}.log"
+                rc, seconds = _run(work, "bench", argv, log, timeout)
+                row = {"model": model, "batch_size": batch, "mode": mode, "rc": rc,
+                       "seconds": round(seconds, 1)}
                 if rc == 0 and json_path.is_file():
                     row.update(bench_row(json.loads(json_path.read_text())))
                 rows.append(row)
@@ -444,7 +460,8 @@ def bench_row(result: dict) -> dict:
             "data_img_per_s": ours["data"]["img_per_s"], "achieved_tflops": ours["train"]["achieved_tflops"],
             "mfu": ours["train"]["mfu"], "model_mfu": ours["model"]["mfu"],
             "data_over_model": result["data_over_model"], "peak_memory_mb": ours["train"]["peak_memory_mb"],
-            "forward_gflops": result["forward_flops_per_image"] / 1e9, "peak_bf16_tflops": result["peak_bf16_tflops"]}
+            "forward_gflops": result["forward_flops_per_image"] / 1e9,
+            "peak_bf16_tflops": result["peak_bf16_tflops"]}
 
 
 def _bench_targets(rows: list[dict]) -> dict:
@@ -459,8 +476,8 @@ def _bench_targets(rows: list[dict]) -> dict:
             "img_per_s_target": TARGETS["gpu_resnet50_256_img_per_s"],
             "img_per_s_met": best["img_per_s"] >= TARGETS["gpu_resnet50_256_img_per_s"],
             "data_over_model_target": TARGETS["data_over_model"],
-            "data_over_model_met": {f"{r['mode']}_b{r['batch_size']}": r["data_over_model"] >= TARGETS["data_over_model"]
-                                    for r in r50}}
+            "data_over_model_met": {f"{r['mode']}_b{r['batch_size']}":
+                                    r["data_over_model"] >= TARGETS["data_over_model"] for r in r50}}
 
 
 # --- ddp -----------------------------------------------------------------------------------------
@@ -493,8 +510,9 @@ def ddp(args: argparse.Namespace) -> dict:
         result.update(device_count=compute["device_count"], train_samples=compute["train_samples"],
                       expected_samples=p.ddp_steps * p.batch_size * 2,
                       outputs=sorted(x.name for x in run_dir.iterdir()))
-        result["ok"] = (compute["device_count"] == 2 and compute["train_samples"] == result["expected_samples"]
-                        and result["outputs"] == ["checkpoint", "curve.csv", "metrics.json", "model.pt", "spec.json"])
+        written = ["checkpoint", "curve.csv", "metrics.json", "model.pt", "spec.json"]  # rank 0's, once
+        result["ok"] = (compute["device_count"] == 2 and result["outputs"] == written
+                        and compute["train_samples"] == result["expected_samples"])
     else:
         result.update(ok=False, log_tail=_tail(log))
     return result
@@ -517,10 +535,11 @@ def tests(args: argparse.Namespace) -> dict:
             for key in counts:
                 counts[key] += int(suite.get(key, 0))
     passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-    status = {0: "passed", 1: "failed", 5: "no_tests_collected"}.get(args.rc, f"error (pytest exit {args.rc})")
+    status = {0: "passed", 1: "failed", 5: "no_tests_collected"}.get(args.rc,
+                                                                      f"error (pytest exit {args.rc})")
     result = {"pytest_exit": args.rc, "status": status, "passed": passed, **counts}
     if args.profile == "cpu":
-        result["note"] = "CPU profile: every gpu test skips (needs CUDA); skipped is the expected outcome here"
+        result["note"] = "CPU profile: every gpu test skips (needs CUDA), the expected outcome here"
     result["ok"] = args.rc == 0 and counts["tests"] > 0
     return result
 
@@ -542,7 +561,8 @@ def summary(args: argparse.Namespace) -> dict:
     if (work / "sections.tsv").is_file():
         for line in (work / "sections.tsv").read_text().splitlines():
             name, rc, start, end, seconds = line.split("\t")
-            sections.append({"section": name, "rc": int(rc), "start": start, "end": end, "seconds": int(seconds)})
+            sections.append({"section": name, "rc": int(rc), "start": start, "end": end,
+                             "seconds": int(seconds)})
     commands = (work / "commands.txt").read_text().splitlines() if (work / "commands.txt").is_file() else []
     parts = {name: _load(work / f"{name}.json") for name in ("env", "install", "tests", "data", "correctness",
                                                               "bench", "ddp")}
@@ -555,18 +575,20 @@ def summary(args: argparse.Namespace) -> dict:
 def render(s: dict) -> str:
     """``summary.md``: the summary as markdown tables."""
     env_ = s.get("env") or {}
-    lines = [f"# GPU check ({s['profile']} profile): {'all checks passed' if s['ok'] else 'SOME CHECKS FAILED'}", "",
+    verdict = "all checks passed" if s["ok"] else "SOME CHECKS FAILED"
+    install = {"mode": None, "python": None, "cli_imports": None, "note": "", **(s.get("install") or {})}
+    lines = [f"# GPU check ({s['profile']} profile): {verdict}", "",
              f"- device: {env_.get('device')}; driver: {env_.get('driver')}; GPUs: {env_.get('gpu_count')}",
              f"- torch {env_.get('torch')}, CUDA {env_.get('cuda')}, cuDNN {env_.get('cudnn')}, "
              f"Python {env_.get('python')}",
-             "- install: {mode} ({python}); stage CLIs import: {cli_imports}. {note}".format(
-                 **{"mode": None, "python": None, "cli_imports": None, "note": "", **(s.get("install") or {})}), "",
+             "- install: {mode} ({python}); stage CLIs import: {cli_imports}. {note}".format(**install), "",
              "## Sections", "", "| section | exit | start | seconds |", "|---|---|---|---|"]
     lines += [f"| {x['section']} | {x['rc']} | {x['start']} | {x['seconds']} |" for x in s["sections"]]
     t = s.get("tests") or {}
     lines += ["", "## gpu-marked tests", "",
               f"pytest exit {t.get('pytest_exit')} ({t.get('status')}): {t.get('passed')} passed, "
-              f"{t.get('skipped')} skipped, {t.get('failures')} failed, {t.get('errors')} errors. {t.get('note', '')}"]
+              f"{t.get('skipped')} skipped, {t.get('failures')} failed, {t.get('errors')} errors. "
+              f"{t.get('note', '')}"]
     c = s.get("correctness") or {}
     lines += ["", "## Correctness (curve.csv of each run against its reference)", "",
               f"Settings: {c.get('settings')}", "",
@@ -577,8 +599,9 @@ def render(s: dict) -> str:
             m = chk["measured"]
             rule = chk.get("rule") or chk.get("tolerance")
             if m.get("comparable"):
-                lines.append(f"| {stage} | {name} | {chk['passed']} | {m['loss_rel_mean']:.3g} | {m['loss_rel_max']:.3g} "
-                             f"| {m['final_metric']:.4g} ({m['final_metric_ref']:.4g}) | {m['exact']} | {rule} |")
+                final = f"{m['final_metric']:.4g} ({m['final_metric_ref']:.4g})"
+                lines.append(f"| {stage} | {name} | {chk['passed']} | {m['loss_rel_mean']:.3g} | "
+                             f"{m['loss_rel_max']:.3g} | {final} | {m['exact']} | {rule} |")
             else:
                 lines.append(f"| {stage} | {name} | {chk['passed']} | - | - | - | - | "
                              f"{chk.get('skipped', 'not comparable')} |")
@@ -589,17 +612,17 @@ def render(s: dict) -> str:
               "| model | batch | mode | img/s | TFLOP/s | MFU | model-only img/s | data img/s | data/model | "
               "peak MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in b.get("rows", []):
-        if "skipped" in r:
-            lines.append(f"| {r['model']} | {r['batch_size']} | {r['mode']} | skipped: {r['skipped']} |||||||")
-            continue
-        if "img_per_s" not in r:
-            lines.append(f"| {r['model']} | {r['batch_size']} | {r['mode']} | failed (exit {r['rc']}) |||||||")
+        head = f"| {r['model']} | {r['batch_size']} | {r['mode']} |"
+        if "skipped" in r or "img_per_s" not in r:
+            why = r.get("skipped") or f"failed (exit {r['rc']})"
+            lines.append(f"{head} {why} |||||||")
             continue
         mfu = "n/a" if r["mfu"] is None else f"{r['mfu']:.1%}"
-        lines.append(f"| {r['model']} | {r['batch_size']} | {r['mode']} | {r['img_per_s']:.1f} | "
-                     f"{r['achieved_tflops']:.3g} | {mfu} | {r['model_img_per_s']:.1f} | {r['data_img_per_s']:.1f} | "
-                     f"{r['data_over_model']:.2f} | {r['peak_memory_mb']:.0f} |")
-    lines += ["", f"Targets: {b.get('targets')}", "", "## DDP", "", f"{s.get('ddp')}", "", "## Commands", "", "```"]
+        lines.append(f"{head} {r['img_per_s']:.1f} | {r['achieved_tflops']:.3g} | {mfu} | "
+                     f"{r['model_img_per_s']:.1f} | {r['data_img_per_s']:.1f} | {r['data_over_model']:.2f} | "
+                     f"{r['peak_memory_mb']:.0f} |")
+    lines += ["", f"Targets: {b.get('targets')}", "", "## DDP", "", f"{s.get('ddp')}", "",
+              "## Commands", "", "```"]
     lines += s["commands"] + ["```", ""]
     return "\n".join(lines)
 
