@@ -95,8 +95,8 @@ def _rank_main(rank: int, port: int, world: dict, root: Path, device: str = "cpu
     out = _training.TrainOutputs(root / "model.pt", root / "metrics.json", root / "curve.csv", root / "ckpt")
     result = _training.run_training("pretrain_2d", spec, model, spec.model,
                                     [Phase("pretrain_2d", STEPS, spec.lr)], data, loop, out)
-    torch.save({"params": {k: v.detach().cpu() for k, v in model.named_parameters()}, "returned": bool(result)},
-               root / f"rank{rank}.pt")
+    params = {k: v.detach().cpu() for k, v in model.named_parameters()}  # cpu: ranks' devices differ on CUDA
+    torch.save({"params": params, "returned": bool(result)}, root / f"rank{rank}.pt")
 
 
 def test_two_gloo_ranks_step_in_sync_and_only_rank_0_writes(tiny_world, tmp_path):

@@ -1,4 +1,4 @@
-"""scripts/gpu-check.sh's Python pieces: how curves are compared and judged, and how pytest's outcome is read."""
+"""scripts/gpu-check.sh's Python pieces: curves compared and judged, pytest's outcome read, the summary."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pose_study.benchmarks import gpu_check
 
 def curve(losses, values=None):
     values = values or [10.0] * len(losses)
-    return [{"step": 10 * (i + 1), "loss": loss, "value": v} for i, (loss, v) in enumerate(zip(losses, values))]
+    return [{"step": 10 * (i + 1), "loss": loss, "value": v}
+            for i, (loss, v) in enumerate(zip(losses, values))]
 
 
 def test_curves_are_compared_row_by_row_against_the_reference():
@@ -28,7 +29,7 @@ def test_missing_or_misaligned_curves_are_not_comparable(a, b):
 
 
 def runs(**curves):
-    """Every run of RUNS with a good curve, interrupted and resumed where RUNS says so; ``curves`` override."""
+    """Every run of RUNS with one curve, interrupted and resumed where RUNS says so; ``curves`` override."""
     base = curve([1.0, 0.8, 0.6, 0.5])
     out = {}
     for name, (_, interrupt) in gpu_check.RUNS.items():
@@ -80,8 +81,8 @@ def test_without_a_compiled_run_the_compile_check_says_skipped():
     assert check["passed"] and "skipped" in check
 
 
-JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0" failures="{f}"
-skipped="{s}" tests="{t}"></testsuite></testsuites>"""
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites>
+<testsuite name="pytest" errors="0" failures="{f}" skipped="{s}" tests="{t}"></testsuite></testsuites>"""
 
 
 @pytest.mark.parametrize("rc,t,f,s,status,ok,passed", [
@@ -99,7 +100,8 @@ def test_pytest_outcome_is_read_from_exit_status_and_junit(tmp_path, rc, t, f, s
 
 def test_stage_commands_carry_the_run_settings_in_the_spec_json(tmp_path):
     p = gpu_check.PROFILES["gpu"]
-    argv = gpu_check.stage_argv("finetune-3d", p, gpu_check.RUNS["bf16_compile"][0], tmp_path, tmp_path / "run")
+    settings = gpu_check.RUNS["bf16_compile"][0]
+    argv = gpu_check.stage_argv("finetune-3d", p, settings, tmp_path, tmp_path / "run")
     spec = json.loads(argv[argv.index("--spec") + 1])
     assert spec["arm"] == "scratch" and spec["fusion_steps"] + spec["geometric_steps"] == 200
     assert spec["loop"]["device"] == "cuda" and spec["loop"]["amp"] and spec["loop"]["compile"]

@@ -18,13 +18,15 @@ def test_gpu_check_dry_mode_runs_every_section_and_checks_its_tolerances(tmp_pat
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     env.pop("OUT", None)
-    result = subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh"), "--cpu", "--out", str(out),
-                             "--work", str(tmp_path / "work")], capture_output=True, text=True, env=env, timeout=900)
+    argv = ["bash", str(REPO / "scripts" / "gpu-check.sh"), "--cpu", "--out", str(out),
+            "--work", str(tmp_path / "work")]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     summary = json.loads((out / "summary.json").read_text())
     assert result.returncode == 0 and summary["ok"], result.stdout[-4000:]
-    assert sorted(p.name for p in out.iterdir()) == ["details.tar.gz", "gpu-check.log", "summary.json", "summary.md"]
-    assert [s["section"] for s in summary["sections"]] == ["install", "env", "tests", "data", "correctness", "bench",
-                                                           "ddp"]
+    files = ["details.tar.gz", "gpu-check.log", "summary.json", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == files
+    sections = ["install", "env", "tests", "data", "correctness", "bench", "ddp"]
+    assert [s["section"] for s in summary["sections"]] == sections
     assert summary["env"]["torch"] and summary["install"]["mode"] == "existing"
 
     tests = summary["tests"]  # collected and skipped (no CUDA), not "no tests collected"
@@ -47,5 +49,6 @@ def test_gpu_check_dry_mode_runs_every_section_and_checks_its_tolerances(tmp_pat
     assert all(r["img_per_s"] > 0 and r["data_over_model"] > 0 for r in timed)
     ddp = summary["ddp"]
     assert ddp["ok"] and ddp["backend"] == "gloo" and ddp["device_count"] == 2
-    assert any(" bench " in c for c in summary["commands"]) and any("torchrun" in c for c in summary["commands"])
+    commands = summary["commands"]
+    assert any(" bench " in c for c in commands) and any("torchrun" in c for c in commands)
     assert "## Correctness" in (out / "summary.md").read_text()
