@@ -580,7 +580,8 @@ def render(s: dict) -> str:
     lines = [f"# GPU check ({s['profile']} profile): {verdict}", "",
              f"- device: {env_.get('device')}; driver: {env_.get('driver')}; GPUs: {env_.get('gpu_count')}",
              f"- torch {env_.get('torch')}, CUDA {env_.get('cuda')}, cuDNN {env_.get('cudnn')}, "
-             f"Python {env_.get('python')}",
+             f"Python {env_.get('python')}; TF32 in fp32 convolutions / matmuls: {env_.get('tf32_conv')} / "
+             f"{env_.get('tf32_matmul')} (the fp32 runs' arithmetic on CUDA)",
              "- install: {mode} ({python}); stage CLIs import: {cli_imports}. {note}".format(**install), "",
              "## Sections", "", "| section | exit | start | seconds |", "|---|---|---|---|"]
     lines += [f"| {x['section']} | {x['rc']} | {x['start']} | {x['seconds']} |" for x in s["sections"]]
