@@ -84,11 +84,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank: int, port: int, world: dict, root: Path) -> None:
+def _rank_main(rank: int, port: int, world: dict, root: Path, device: str = "cpu") -> None:
     """One rank of a 2-process pre-training run, as ``pretrain_2d.run`` does it, keeping the model."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
                       LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
-    loop = LoopSpec(batch_size=BATCH, device="cpu", eval_every=STEPS, log_every=4, checkpoint_every=4,
+    loop = LoopSpec(batch_size=BATCH, device=device, eval_every=STEPS, log_every=4, checkpoint_every=4,
                     eval_samples=32)
     spec = Pretrain2DSpec(model="hg1_tiny", steps=STEPS, lr=2e-3, loop=loop)
     model, device = _training.build(spec.model, loop)
@@ -96,13 +96,26 @@ def _rank_main(rank: int, port: int, world: dict, root: Path) -> None:
     out = _training.TrainOutputs(root / "model.pt", root / "metrics.json", root / "curve.csv", root / "ckpt")
     phases = [Phase("pretrain_2d", STEPS, DetectorTask(data, loop), loop.schedule(spec.lr))]
     result = _training.run_training("pretrain_2d", spec, model, spec.model, phases, data, out)
-    torch.save({"params": {k: v.detach() for k, v in model.named_parameters()}, "returned": bool(result)},
-               root / f"rank{rank}.pt")
+    params = {k: v.detach().cpu() for k, v in model.named_parameters()}  # cpu: ranks' devices differ on CUDA
+    torch.save({"params": params, "returned": bool(result)}, root / f"rank{rank}.pt")
 
 
 def test_two_gloo_ranks_step_in_sync_and_only_rank_0_writes(tiny_world, tmp_path):
     # fork: the ranks inherit the imports (CPU only; spawn would re-import torch in each rank)
     mp.start_processes(_rank_main, args=(_free_port(), tiny_world, tmp_path), nprocs=2, start_method="fork")
+    _check_ranks_agree_and_rank_0_wrote(tmp_path)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
+def test_two_nccl_ranks_step_in_sync_and_only_rank_0_writes(tiny_world, tmp_path):
+    # spawn: CUDA cannot be used in a forked child once the parent has touched it (other gpu tests)
+    mp.start_processes(_rank_main, args=(_free_port(), tiny_world, tmp_path, "cuda"), nprocs=2,
+                       start_method="spawn")
+    _check_ranks_agree_and_rank_0_wrote(tmp_path)
+
+
+def _check_ranks_agree_and_rank_0_wrote(tmp_path: Path) -> None:
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for name, value in ranks[0]["params"].items():
         torch.testing.assert_close(ranks[1]["params"][name], value, atol=0, rtol=0, msg=name)
