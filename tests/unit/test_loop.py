@@ -22,7 +22,7 @@ from pose_study.stages.evaluate import EvaluateSpec
 from pose_study.stages.evaluate import run as evaluate
 from pose_study.train import loop, objective
 from pose_study.records import CURVE_COLUMNS
-from pose_study.train.checkpoint import load_checkpoint
+from pose_study.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from pose_study.train.detection import DetectorTask
 from pose_study.train.lifting import PoseTask
 from pose_study.train.loop import LoopSpec, LRSchedule
@@ -300,7 +300,11 @@ def test_nan_guard_names_the_first_bad_step_and_its_terms(tmp_path):
     assert float(guard.update(bad, 1)) == 0.0  # a non-finite loss is left out of the running mean
     guard.update({**bad, "bone": torch.tensor(9.0)}, 2)  # later bad steps do not replace the first
     where = re.escape(str(tmp_path))
-    with pytest.raises(FloatingPointError, match=rf"at step 2: pose=nan bone=2.5; the last good checkpoint in {where} "):
+    first = "at step 2: pose=nan bone=2.5; "
+    with pytest.raises(FloatingPointError, match=rf"{first}no checkpoint was written yet in {where} "):
+        guard.check()
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"")  # with a checkpoint in the folder, the message says it is kept
+    with pytest.raises(FloatingPointError, match=rf"{first}the last good checkpoint in {where} "):
         guard.check()
 
 
