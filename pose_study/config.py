@@ -162,6 +162,10 @@ def _check_references(data: dict, where: str) -> None:
                 raise ValueError(f"{where}: {key} names {name!r}, which has no 3D labels "
                                  "(a synthetic lab/occluded/outdoor world or h36m/mpi_inf_3dhp/occlusion_person/3dpw)")
     _check_real_splits(data, where)
+    for model, settings in data["model_settings"].items():
+        if settings.get("pretrained_backbone") == "imagenet" and MODELS[model].arch != "resnet":
+            raise ValueError(f"{where}: model_settings.{model}.pretrained_backbone is 'imagenet', but ImageNet "
+                             f"weights exist only for ResNet presets ({model} is a {MODELS[model].arch})")
     primary = data["report"]["primary_3d_test"]
     if primary is not None and primary not in data["test_3d"]:
         raise ValueError(f"{where}: report.primary_3d_test {primary!r} is not in test_3d {data['test_3d']}")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from pose_study.arms import ARMS, BASELINE, Arm, upstream_lifter_runs
 from pose_study.config import NATIVE_SPLITS
+from pose_study.data.catalog import get_dataset
 from pose_study.presets import applicable_options
 
 TRAINING_STAGES = ("pretrain_2d", "pretrain_pose", "train_lifter", "finetune_3d")  # upstream first
@@ -53,6 +54,7 @@ LIFTER_INITS = ("scratch", "pretrain_pose")
 ZERO_SHOT = "zero_shot"  # evaluation name of the heatmap lifter straight from pose pre-training
 END_TO_END = "end_to_end"  # primary of the mpt arm: the lifter inside its own model.pt
 BASELINE_ARM = BASELINE  # the 3D-only arm every other arm is compared against
+IMAGENET = "imagenet"  # ``pretrained_backbone``: the preset's torchvision ImageNet weights from the catalog
 
 # A job's input name -> the command-line flag that passes it (a list of paths repeats the flag).
 FLAGS = {
@@ -215,7 +217,7 @@ class Plan:
 
     def data_jobs(self) -> list[Job]:
         """``synthesize`` per synthetic split; ``download`` per real dataset, then ``convert`` per split."""
-        jobs = []
+        jobs = [self.download_job(entry) for entry in self.weight_entries()]
         for dataset, d in self.datasets.items():
             if d["source"] == "real":
                 jobs.append(self.download_job(dataset))
@@ -238,9 +240,38 @@ class Plan:
         return Job("convert", out, {"download": self.path(DOWNLOAD_PATTERN.format(dataset=dataset))}, spec)
 
     def download_job(self, dataset: str) -> Job:
-        d = self.datasets[dataset]
-        spec = {"dataset": d["name"], "root": d["root"], **d["download"]}
+        """Fetch and verify a public dataset or a weight file, or check a licensed dataset in place."""
+        if dataset in self.weight_entries():
+            spec = {"dataset": dataset, "root": self.weights_dir(dataset)}
+        else:
+            d = self.datasets[dataset]
+            spec = {"dataset": d["name"], "root": d["root"], **d["download"]}
         return Job("download", (self.path(DOWNLOAD_PATTERN.format(dataset=dataset)),), spec=spec)
+
+    # --- ImageNet weights ---------------------------------------------------------------------------
+
+    def weight_entries(self) -> list[str]:
+        """Catalog entries of the ImageNet weights the study downloads (``pretrained_backbone: imagenet``)."""
+        return [f"imagenet_{m}" for m in self.models if self._settings(m).get("pretrained_backbone") == IMAGENET]
+
+    def weights_dir(self, entry: str) -> str:
+        return f"{self.config['weights_root']}/{entry}"
+
+    def backbone(self, model: str) -> str | None:
+        """The ImageNet weight file of ``model``'s backbone: the catalog's file with ``imagenet``, else the
+        configured path (None: random init)."""
+        setting = self._settings(model).get("pretrained_backbone")
+        if setting != IMAGENET:
+            return setting
+        entry = f"imagenet_{model}"
+        return f"{self.weights_dir(entry)}/{get_dataset(entry).artefacts[0].file}"
+
+    def _backbone_inputs(self, key: RunKey) -> dict:
+        """A downloaded backbone's manifest: the job waits for its download (the file is in the spec)."""
+        entry = f"imagenet_{key.model}"
+        if entry not in self.weight_entries():
+            return {}
+        return {"backbone": self.path(DOWNLOAD_PATTERN.format(dataset=entry))}
 
     def _data_seed(self, dataset: str, split: str) -> int:
         return (self.config["data_seed"] * 1_000_003 + zlib.crc32(f"{dataset}/{split}".encode())) % 2**31
@@ -353,7 +384,8 @@ class Plan:
         return Job(key.stage, outputs, inputs, self.spec(key), input_args(inputs), key)
 
     def _pretrain_2d_inputs(self, key: RunKey) -> dict:
-        return {"train": self.data_path(key.dataset_2d, "train"), "val": self.data_path(key.dataset_2d, "val")}
+        return {"train": self.data_path(key.dataset_2d, "train"), "val": self.data_path(key.dataset_2d, "val"),
+                **self._backbone_inputs(key)}
 
     def _pretrain_pose_inputs(self, key: RunKey) -> dict:
         return {"train_3d": self.data_path(key.dataset_3d, "train"), "val_3d": self.data_path(key.dataset_3d, "val"),
@@ -376,6 +408,8 @@ class Plan:
         upstream = self.upstream(key)
         if arm.detector_init == "pretrain_2d":
             inputs["init_weights"] = self.run_file(upstream[0], "model.pt")
+        else:  # the same backbone initialisation as the 2D pre-training of the arms it is compared with
+            inputs |= self._backbone_inputs(key)
         # ft_2d and apt_pose have no lifter in their loss: the first guide lifter only validates them
         validation = lifters["guide"][:1] if arm.lifted_by in ("guide", "sequence") else []
         guides = arm.guide_lifters(lifters["guide"]) or validation
@@ -461,7 +495,7 @@ class Plan:
     def _pretrain_2d_spec(self, key: RunKey) -> dict:
         s, over = self.config["pretrain_2d"], self._settings(key.model)
         return {**_without_loop(s), "model": key.model, "steps": over.get("pretrain_steps", s["steps"]),
-                "pretrained_backbone": over.get("pretrained_backbone"), "loop": self.loop("pretrain_2d", key)}
+                "pretrained_backbone": self.backbone(key.model), "loop": self.loop("pretrain_2d", key)}
 
     def _finetune_3d_spec(self, key: RunKey) -> dict:
         s, over = self.config["finetune_3d"], self._settings(key.model)
@@ -471,7 +505,8 @@ class Plan:
         spec = {k: v for k, v in _without_loop(s).items() if k not in ("fusion_steps", "geometric_steps")}
         return {**spec, "model": key.model, "arm": key.arm, "steps": fusion + geometric,
                 "geometric_steps": geometric if depth else 0,
-                "pretrained_backbone": over.get("pretrained_backbone"), "loop": self.loop("finetune_3d", key),
+                "pretrained_backbone": self.backbone(key.model) if ARMS[key.arm].detector_init == "scratch" else None,
+                "loop": self.loop("finetune_3d", key),
                 "guidance": dict(self.config["guidance"])}
 
     def _train_lifter_spec(self, key: RunKey) -> dict:

@@ -52,7 +52,7 @@ def build_model(name: str, num_joints: int = 17, pretrained: str | os.PathLike |
         name: A key of ``MODELS``.
         num_joints: K, the number of heatmap and depth channels.
         pretrained: None (random init) or a local torchvision/timm ResNet ImageNet checkpoint for
-            the backbone; never downloaded.
+            the backbone (read from disk here; the workflow downloads catalog files).
 
     Raises:
         ValueError: Unknown ``name``, a checkpoint whose keys do not fit, or ``pretrained`` for

@@ -30,7 +30,8 @@ class Pretrain2DSpec:
         steps: Optimiser steps.
         lr: Initial learning rate (seed: Adam 1e-3).
         lr_steps: Fractions of ``steps`` after which the LR drops ×``loop.lr_decay`` (seed: 90/140, 120/140).
-        pretrained_backbone: Local ImageNet weights for ResNet backbones, or None (never downloaded).
+        pretrained_backbone: Local ImageNet weights for ResNet backbones (the plan downloads the catalog's
+            file with ``imagenet``), or None.
         loop: Loop settings.
     """
 

@@ -242,3 +242,28 @@ def test_every_arm_runs_the_seed_steps_and_only_depth_arms_have_a_geometric_phas
         assert spec["geometric_steps"] == (s["geometric_steps"] if ARMS[arm].objective == "depth" else 0)
     with pytest.raises(ValueError, match="has no geometric phase"):
         spec_from_dict(Finetune3DSpec, {"model": "hg1_tiny", "arm": "ft_2d", "steps": 6, "geometric_steps": 2})
+
+
+def test_imagenet_backbones_are_downloaded_and_start_every_resnet_run_alike():
+    plan = Plan(shipped("paper"))
+    resnets = [m for m in plan.models if m.startswith("resnet")]
+    assert plan.weight_entries() == [f"imagenet_{m}" for m in resnets]
+    downloads = {job.outputs[0]: job.spec for job in plan.data_jobs() if job.rule == "download"}
+    manifest = "results/paper/data/imagenet_resnet50/download.json"
+    assert downloads[manifest] == {"dataset": "imagenet_resnet50", "root": "data/weights/imagenet_resnet50"}
+    for key in plan.runs():
+        if key.model not in resnets or (key.stage == "finetune_3d" and ARMS[key.arm].detector_init != "scratch"):
+            continue
+        job = plan.training_job(key)
+        assert job.spec["pretrained_backbone"] == "data/weights/imagenet_resnet50/resnet50-0676ba61.pth" \
+            or key.model != "resnet50"
+        assert job.inputs["backbone"] == f"results/paper/data/imagenet_{key.model}/download.json"
+    hourglass = RunKey(stage="pretrain_2d", model="hg2", dataset_2d="mpii")
+    assert plan.spec(hourglass)["pretrained_backbone"] is None
+
+
+def test_imagenet_weights_only_for_resnets():
+    data = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    data["model_settings"] = {"hg1_tiny": {"pretrained_backbone": "imagenet"}}
+    with pytest.raises(ValueError, match=r"model_settings.hg1_tiny.pretrained_backbone is 'imagenet'.*ResNet"):
+        cfg.validate_config(data)

@@ -30,6 +30,7 @@ R = PLAN.results
 NEVER = "(?!x)x"  # a constraint that matches nothing (an empty axis)
 SYNTHETIC = [d for d, v in PLAN.datasets.items() if v["source"] == "synthetic"]
 REAL = [d for d, v in PLAN.datasets.items() if v["source"] == "real"]
+DOWNLOADS = REAL + PLAN.weight_entries()  # real datasets and ImageNet weight files
 
 
 def alternatives(values):

@@ -30,7 +30,7 @@ rule download:
     benchmark:
         f"benchmarks/{S}/data/{{dataset}}/download.tsv"
     wildcard_constraints:
-        dataset=alternatives(REAL),
+        dataset=alternatives(DOWNLOADS),
     retries: 0  # a licensed-data check gives the same answer every time; public fetches retry inside the stage
     localrule: True  # many clusters' compute nodes have no internet: the login node fetches
     conda:
