@@ -151,7 +151,8 @@ LIFTERS: dict[str, LifterPreset] = {
     # Joints as tokens (a spatial transformer in the style of PoseFormer's spatial block).
     "transformer": LifterPreset("transformer", width=128, blocks=4, heads=8),
     "transformer_tiny": LifterPreset("transformer", width=64, blocks=2, heads=4),
-    # APTPose-style sequence lifter (the paper uses 243 frames; 9 keep CPU studies small).
+    # APTPose's sequence lifter. The paper reads 243 consecutive frames; the study stores every 5th H36M frame
+    # (config/paper.yaml), so 27 stored frames span 135 video frames. 9 keep CPU studies small.
     "apt": LifterPreset("apt", width=256, blocks=4, frames=27, heads=8),
     "apt_tiny": LifterPreset("apt", width=64, blocks=2, frames=9, heads=4),
     # MPT-style regression transformer over heatmap patches plus joint queries.
