@@ -184,7 +184,8 @@ def test_paper_dag_builds_on_fixture_roots(tmp_path):
     out = snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path)).stdout
     models, seeds, arms, d2 = len(data["models"]), len(data["seeds"]), len(data["arms"]), len(data["train_2d"])
     counts = job_counts(out)
-    assert counts["download"] == len(data["datasets"])
+    resnets = [m for m in data["models"] if data["model_settings"].get(m, {}).get("pretrained_backbone") == "imagenet"]
+    assert len(resnets) == 5 and counts["download"] == len(data["datasets"]) + len(resnets)  # + ImageNet weights
     assert counts["convert"] == 10  # mpii, flic_full: train+val; lsp: val; h36m: train+val+test; 3dhp, occl.: test
     assert counts["pretrain_2d"] == models * d2 * seeds
     assert counts["finetune_3d"] == arms * models * d2 * seeds
