@@ -102,20 +102,26 @@ def _sample_draws(spec: SynthesizeSpec, index: np.ndarray) -> tuple[np.ndarray, 
 
 def synthesize_chunk(spec: SynthesizeSpec, start: int, stop: int) -> Chunk:
     """Render samples ``start..stop-1`` of ``spec`` (0 <= start < stop <= spec.num_samples)."""
-    if not 0 <= start < stop <= spec.num_samples:
-        raise ValueError(f"sample range {start}..{stop} is outside 0..{spec.num_samples}")
-    world = WORLD_DEFS[spec.world]
-    index = np.arange(start, stop)
+    world, index, clip, frame, clip_u = _clips(spec, start, stop)
     t_len = spec.frames_per_clip
-    clip, frame = index // t_len, index % t_len
-    uc, inverse = np.unique(clip, return_inverse=True)
-    clip_u = _Stream(_clip_uniforms(spec, uc)[inverse])
     sample_uniforms, noise = _sample_draws(spec, index)
     sample_u = _Stream(sample_uniforms)
     people = _people(world, spec.split, clip_u)
     scene = _scene(world, people, clip_u, frame, t_len)
     view = _crop(world, spec, scene, sample_u)
     return _paint(world, spec, scene, view, clip_u, sample_u, noise, clip, frame)
+
+
+def _clips(spec: SynthesizeSpec, start: int,
+           stop: int) -> tuple[World, np.ndarray, np.ndarray, np.ndarray, _Stream]:
+    """(world, sample indices, clip and frame of each sample, the clips' uniform draws) of samples
+    ``start..stop-1``: a clip's draws depend on the clip alone, so they do not depend on the chunking."""
+    if not 0 <= start < stop <= spec.num_samples:
+        raise ValueError(f"sample range {start}..{stop} is outside 0..{spec.num_samples}")
+    index = np.arange(start, stop)
+    clip, frame = index // spec.frames_per_clip, index % spec.frames_per_clip
+    uc, inverse = np.unique(clip, return_inverse=True)
+    return WORLD_DEFS[spec.world], index, clip, frame, _Stream(_clip_uniforms(spec, uc)[inverse])
 
 
 # --- people and poses ---------------------------------------------------------------------------
@@ -221,16 +227,9 @@ def synthesize_poses(spec: SynthesizeSpec, start: int, stop: int) -> PoseChunk:
     ``synthesize_chunk``)."""
     if not spec.pose_only:
         raise ValueError(f"world {spec.world!r} renders images; use synthesize_chunk")
-    if not 0 <= start < stop <= spec.num_samples:
-        raise ValueError(f"sample range {start}..{stop} is outside 0..{spec.num_samples}")
-    world = WORLD_DEFS[spec.world]
-    index = np.arange(start, stop)
-    t_len = spec.frames_per_clip
-    clip, frame = index // t_len, index % t_len
-    uc, inverse = np.unique(clip, return_inverse=True)
-    u = _Stream(_clip_uniforms(spec, uc)[inverse])
+    world, _, clip, frame, u = _clips(spec, start, stop)
     people = _people(world, spec.split, u)
-    body = _bodies(world, people, u, frame, t_len)
+    body = _bodies(world, people, u, frame, spec.frames_per_clip)
     action = np.array(FAMILY_NAMES, dtype=object)[body.family]
     names = [f"{s}_{a}_{k:06d}" for s, a, k in zip(people.subject, action, clip)]
     return PoseChunk(joints_3d=(body.points[:, :17] @ _Y_UP_TO_Y_DOWN.T).astype(np.float32),
