@@ -123,6 +123,8 @@ def _rate(step, spec: MemorySpec) -> float:
 def run(spec: MemorySpec, root: Path | None = None) -> dict:
     """Write the splits, run one job per split in a fresh process; returns the results dict."""
     rows = []
+    if root is not None:
+        Path(root).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pose_study_bench_memory_", dir=root) as tmp:
         for encoding in spec.encodings:
             for size in spec.sizes:
