@@ -26,6 +26,7 @@ A sanity check on the thigh length catches a wrong unit (the error names the fil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,24 +53,26 @@ Z_UP_TO_Y_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]) 
 
 def convert_cmu(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
     """Every ``*.bvh`` under ``root`` → a pose-only split at ``out``."""
-    check_split("cmu_mocap", split, SPLITS)
-    files = sorted(Path(root).rglob("*.bvh"))
-    if not files:
-        raise FileNotFoundError(f"{root}: no .bvh files; place the CMU BVH conversion there "
-                                "(see the catalog entry cmu_mocap)")
-    clips = [_cmu_clip(path, spec.every_nth) for path in files]
-    return _write(clips, "cmu_mocap", split, CMU_BVH17, "cmu", out)
+    return _convert("cmu_mocap", ".bvh", "; place the CMU BVH conversion there", _cmu_clip, CMU_BVH17, "cmu",
+                    root, split, out, spec)
 
 
 def convert_amass(root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
     """Every ``*.npz`` of joint positions under ``root`` → a pose-only split at ``out``."""
-    check_split("amass", split, SPLITS)
-    files = sorted(Path(root).rglob("*.npz"))
+    return _convert("amass", ".npz", " of SMPL-H joint positions", _amass_clip, SMPL22, "amass",
+                    root, split, out, spec)
+
+
+def _convert(name: str, suffix: str, what: str, read_clip: Callable[[Path, int], dict[str, Any]],
+             skeleton: Skeleton, tag: str, root: Path, split: str, out: Path, spec: Any) -> ConvertReport:
+    """Every ``*{suffix}`` file under ``root``, read by ``read_clip``, → a pose-only split of catalog entry
+    ``name`` at ``out`` (``what`` completes the message when there is none)."""
+    check_split(name, split, SPLITS)
+    files = sorted(Path(root).rglob(f"*{suffix}"))
     if not files:
-        raise FileNotFoundError(f"{root}: no .npz files of SMPL-H joint positions "
-                                "(see the catalog entry amass)")
-    clips = [_amass_clip(path, spec.every_nth) for path in files]
-    return _write(clips, "amass", split, SMPL22, "amass", out)
+        raise FileNotFoundError(f"{root}: no {suffix} files{what} (see the catalog entry {name})")
+    clips = [read_clip(path, spec.every_nth) for path in files]
+    return _write(clips, name, split, skeleton, tag, out)
 
 
 def _cmu_clip(path: Path, every_nth: int) -> dict[str, Any]:
