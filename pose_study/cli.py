@@ -18,7 +18,7 @@ log = logging.getLogger("pose_study")
 def _stages() -> list[tuple[str, ModuleType, str]]:
     # Imported here so that `python -m pose_study --help` stays importable even if one stage's
     # optional dependency is broken; each entry is (subcommand, module, one-line help).
-    from pose_study.benchmarks import memory, synthesis, training
+    from pose_study.benchmarks import cost, memory, synthesis, training
     from pose_study.stages import (check_config, collect, convert, download, evaluate, finetune_3d, pretrain_2d,
                                    pretrain_pose, report, synthesize, train_lifter)
 
@@ -37,6 +37,7 @@ def _stages() -> list[tuple[str, ModuleType, str]]:
         ("bench", training, "measure training throughput, MFU and the data path against the seed-style path"),
         ("check-config", check_config, "validate a study config as the workflow does (names file, line and key)"),
         ("bench-memory", memory, "peak RSS and data-path throughput of training jobs on small and large splits"),
+        ("cost", cost, "a study's expected training FLOPs and device-hours per stage, from its config"),
     ]
 
 

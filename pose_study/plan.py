@@ -61,6 +61,7 @@ FLAGS = {
     "train": "--train", "val": "--val", "train_2d": "--train-2d", "train_3d": "--train-3d", "val_3d": "--val-3d",
     "weights": "--weights", "init_weights": "--init-weights", "init_metrics": "--init-metrics",
     "prior_metrics": "--prior-metrics", "guide_lifters": "--guide-lifter", "lifter_init": "--lifter-init",
+    "budget_metrics": "--budget-metrics",
 }
 
 
@@ -339,6 +340,20 @@ class Plan:
     def _lifter_key(stage: str, lifter: str, init: str, of: RunKey) -> RunKey:
         return RunKey(stage=stage, lifter=lifter, init=init, dataset_3d=of.dataset_3d, seed=of.seed)
 
+    def compared_runs(self, key: RunKey) -> list[RunKey]:
+        """The fine-tuning runs the baseline run ``key`` is compared with: every other arm's, same model,
+        training sets and seed (none for a run of another arm)."""
+        if key.stage != "finetune_3d" or key.arm != BASELINE_ARM:
+            return []
+        return [RunKey(stage="finetune_3d", arm=arm, model=key.model, dataset_2d=key.dataset_2d,
+                       dataset_3d=key.dataset_3d, seed=key.seed) for arm in self.arms if arm != BASELINE_ARM]
+
+    def budget(self, key: RunKey) -> str:
+        """How long ``key`` trains: ``compute_matched`` for the baseline under that rule
+        (``finetune_3d.baseline_budget``) when it has runs to match, else ``steps``."""
+        matched = self.config["finetune_3d"]["baseline_budget"] == "compute_matched"
+        return "compute_matched" if matched and self.compared_runs(key) else "steps"
+
     # --- evaluation -------------------------------------------------------------------------------
 
     def test_sets(self, kind: str | None = None) -> list[EvalSplit]:
@@ -403,8 +418,9 @@ class Plan:
         """Data, the detector's 2D pre-training, frozen guide lifters, the trainable lifter's pose
         pre-training, and the metrics of every upstream run whose compute the run carries."""
         arm, lifters = ARMS[key.arm], self.lifters
-        inputs = {"train_3d": self.data_path(key.dataset_3d, "train"), "val_3d": self.data_path(key.dataset_3d, "val"),
-                  "train_2d": self.data_path(key.dataset_2d, "train")}
+        inputs = {"train_3d": self.data_path(key.dataset_3d, "train"), "val_3d": self.data_path(key.dataset_3d, "val")}
+        if arm.uses_2d:  # 3d_only: ``dataset_2d`` in its path only names the arms it is compared with
+            inputs["train_2d"] = self.data_path(key.dataset_2d, "train")
         upstream = self.upstream(key)
         if arm.detector_init == "pretrain_2d":
             inputs["init_weights"] = self.run_file(upstream[0], "model.pt")
@@ -424,6 +440,8 @@ class Plan:
         priors = [run for run in upstream if not (run.stage == "pretrain_pose" and run.lifter in carried)]
         if priors:
             inputs["prior_metrics"] = [self.run_file(run, "metrics.json") for run in priors]
+        if self.budget(key) == "compute_matched":
+            inputs["budget_metrics"] = [self.run_file(run, "metrics.json") for run in self.compared_runs(key)]
         return inputs
 
     def evaluation_job(self, key: RunKey) -> Job:
@@ -502,8 +520,9 @@ class Plan:
         fusion, geometric = (over.get(k, s[k]) for k in ("fusion_steps", "geometric_steps"))
         # every arm runs the seed's fusion + geometric steps; only depth arms have the geometric phase
         depth = ARMS[key.arm].objective == "depth"
-        spec = {k: v for k, v in _without_loop(s).items() if k not in ("fusion_steps", "geometric_steps")}
-        return {**spec, "model": key.model, "arm": key.arm, "steps": fusion + geometric,
+        spec = {k: v for k, v in _without_loop(s).items()
+                if k not in ("fusion_steps", "geometric_steps", "baseline_budget")}
+        return {**spec, "model": key.model, "arm": key.arm, "steps": fusion + geometric, "budget": self.budget(key),
                 "geometric_steps": geometric if depth else 0,
                 "pretrained_backbone": self.backbone(key.model) if ARMS[key.arm].detector_init == "scratch" else None,
                 "loop": self.loop("finetune_3d", key),

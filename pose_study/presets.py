@@ -62,6 +62,7 @@ class ModelPreset:
 
 
 _TINY_HG = dict(arch="hourglass", features=32, depth=3, stem=(16, 32))
+_SMALL_HG = dict(arch="hourglass", features=64, depth=3, stem=(32, 64))
 
 MODELS: dict[str, ModelPreset] = {
     # Newell et al. 2016: 256 features, 1 module, depth 4.
@@ -73,6 +74,9 @@ MODELS: dict[str, ModelPreset] = {
     "hg1_tiny": ModelPreset(**_TINY_HG, stacks=1),
     "hg2_tiny": ModelPreset(**_TINY_HG, stacks=2),
     "hg4_tiny": ModelPreset(**_TINY_HG, stacks=4),
+    "hg1_small": ModelPreset(**_SMALL_HG, stacks=1),
+    "hg2_small": ModelPreset(**_SMALL_HG, stacks=2),
+    "hg3_small": ModelPreset(**_SMALL_HG, stacks=3),
     # Simple Baselines, the seed's model (reference/seed_system.md §1.1).
     "resnet18": ModelPreset("resnet", block="basic", layers=(2, 2, 2, 2)),
     "resnet34": ModelPreset("resnet", block="basic", layers=(3, 4, 6, 3)),

@@ -278,7 +278,7 @@ def rewrite(src: Path, dst: Path, change) -> Path:
 
 
 def finetune_args(world: dict, train_3d: Path, tmp_path: Path) -> list[str]:
-    spec_json = json.dumps({"model": "hg1_tiny", "arm": "scratch", "steps": 5,
+    spec_json = json.dumps({"model": "hg1_tiny", "arm": "fusion_scratch", "steps": 5,
                             "loop": {"batch_size": 4, "eval_every": 5, "checkpoint_every": 5, "log_every": 5,
                                      "eval_samples": 8}})
     return ["finetune-3d", "--spec", spec_json, "--train-3d", str(train_3d), "--val-3d", str(world["lab_val"]),

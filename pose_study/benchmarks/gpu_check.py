@@ -267,7 +267,7 @@ def stage_argv(stage: str, p: Profile, settings: dict[str, bool], work: Path, ru
         spec = {"model": p.model, "steps": p.pretrain_steps, "loop": _loop(p, settings)}
         inputs = ["--train", str(d / "wild_train.h5"), "--val", str(d / "wild_val.h5")]
     else:
-        spec = {"model": p.model, "arm": "scratch", "steps": p.fusion_steps + p.geometric_steps,
+        spec = {"model": p.model, "arm": "fusion_scratch", "steps": p.fusion_steps + p.geometric_steps,
                 "geometric_steps": p.geometric_steps, "loop": _loop(p, settings)}
         inputs = ["--train-3d", str(d / "lab_train.h5"), "--val-3d", str(d / "lab_val.h5"),
                   "--train-2d", str(d / "wild_train.h5")]

@@ -73,7 +73,7 @@ def paired_differences(frame: pd.DataFrame, arm: str, baseline: str, value: str 
     Args:
         frame: One row per (arm, *keys) with an ``arm`` column and the ``value`` column.
         arm: The compared arm, e.g. ``pretrained_2d``.
-        baseline: The reference arm, e.g. ``scratch``.
+        baseline: The reference arm, e.g. ``3d_only``.
         value: Column to difference.
         keys: Columns that identify a pair.
 

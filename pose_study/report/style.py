@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pose_study.arms import ARMS
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-# ARMS order (scratch, pretrained_2d, ft_2d, l2d_single, l2d_multi, apt_pose, mpt) → palette entries;
-# scratch orange and pretrained_2d blue as in every earlier report.
-_ARM_PALETTE = (OKABE_ITO[1], OKABE_ITO[0], OKABE_ITO[2], OKABE_ITO[3], OKABE_ITO[4], OKABE_ITO[5], OKABE_ITO[7])
+# ARMS order (3d_only, fusion_scratch, pretrained_2d, ft_2d, l2d_single, l2d_multi, apt_pose, mpt) → palette
+# entries; the 3D-only baseline orange and pretrained_2d blue as in every earlier report, fusion_scratch grey.
+_ARM_PALETTE = (OKABE_ITO[1], "#999999", OKABE_ITO[0], OKABE_ITO[2], OKABE_ITO[3], OKABE_ITO[4], OKABE_ITO[5],
+                OKABE_ITO[7])
+assert len(_ARM_PALETTE) == len(ARMS), "every arm needs a colour"
 ARM_COLOURS = dict(zip(ARMS, _ARM_PALETTE))
 ARM_LABELS = {name: arm.label for name, arm in ARMS.items()}
 ARM_NOUNS = {name: arm.noun for name, arm in ARMS.items()}  # for sentences

@@ -37,7 +37,7 @@ def question(res: StudyResults) -> str:
 def answers(res: StudyResults) -> list[str]:
     """Two sentences per compared arm: accuracy, then compute; or why no answer can be given."""
     if not res.primary_test or not res.baseline_arm or not res.compared_arms:
-        return [("No comparison is possible: the study needs a 3D test set, the 3D-only arm (scratch) "
+        return [("No comparison is possible: the study needs a 3D test set, the 3D-only arm (3d_only) "
                  "and at least one other arm.")]
     out = []
     for arm in res.compared_arms:

@@ -89,7 +89,7 @@ def cluster():
 def smoke_config(path: Path) -> Path:
     """config/smoke.yaml with the two Zhou-style arms: the cluster mechanics, not every arm, are under test."""
     data = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
-    data["arms"] = ["pretrained_2d", "scratch"]
+    data["arms"] = ["pretrained_2d", "fusion_scratch"]
     path.write_text(yaml.safe_dump(data))
     return path
 

@@ -88,7 +88,7 @@ def test_curves_examples_and_jobs(tree, tables):
 def test_a_missing_run_is_a_row_not_a_gap(tree, tmp_path):
     broken = copy_study(tree, tmp_path / "copy")
     delete_run(broken, PRE_RUN)
-    (broken.results / "evaluate" / "finetune_3d/scratch/hg1_tiny/wild_mpii/lab/seed0/lab_test.json").unlink()
+    (broken.results / "evaluate" / "finetune_3d/3d_only/hg1_tiny/wild_mpii/lab/seed0/lab_test.json").unlink()
     out = collect.collect(broken.config, broken.results, broken.benchmarks)
     runs, m = out["runs"].set_index("run"), out["metrics"]
     assert runs.loc[PRE_RUN, "status"] == "missing"
@@ -96,13 +96,13 @@ def test_a_missing_run_is_a_row_not_a_gap(tree, tmp_path):
     assert len(runs) == 12 and (runs["status"] == "ok").sum() == 11
     lost = m[m["status"] == "missing"][["run", "testset"]].values.tolist()
     want = [[PRE_RUN, t] for t in ("lab_test", "occluded_test", "wild_mpii_val")]
-    assert sorted(lost) == sorted([*want, ["finetune_3d/scratch/hg1_tiny/wild_mpii/lab/seed0", "lab_test"]])
+    assert sorted(lost) == sorted([*want, ["finetune_3d/3d_only/hg1_tiny/wild_mpii/lab/seed0", "lab_test"]])
 
 
 def test_an_unexpected_evaluation_is_kept(tree, tmp_path):
     extra = copy_study(tree, tmp_path / "copy")
     run = "pretrain_2d/hg1_tiny/wild_mpii/seed0"
-    src = extra.results / "evaluate" / "finetune_3d/scratch/hg1_tiny/wild_mpii/lab/seed0/lab_test.json"
+    src = extra.results / "evaluate" / "finetune_3d/3d_only/hg1_tiny/wild_mpii/lab/seed0/lab_test.json"
     shutil.copy(src, extra.results / "evaluate" / run / "lab_test.json")
     m = collect.collect(extra.config, extra.results, extra.benchmarks)["metrics"]
     assert ((m["run"] == run) & (m["testset"] == "lab_test")).any()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import os
@@ -69,8 +70,9 @@ def arm_inputs(arm: str, up: dict[str, Path]) -> dict:
 
 def run_arm(arm: str, world: dict, up: dict, root: Path, steps: tuple[int, int] = (4, 2), **loop_settings) -> dict:
     kwargs = {k: v for k, v in arm_inputs(arm, up).items() if not k.startswith("_")}
+    train_2d = world["wild_train"] if ARMS[arm].uses_2d else None
     return finetune_3d.run(spec(arm, steps, **loop_settings), world["lab_train"], world["lab_val"],
-                           world["wild_train"], outputs(root), **kwargs)
+                           train_2d, outputs(root), **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,9 @@ def test_every_arm_writes_model_metrics_and_curve(runs, upstream, arm):
     assert metrics["lifters"] == expected["_guides"]
     assert metrics["compute"]["steps"] == 6
     phases = [row["phase"] for row in read_curve(root / "curve.csv")]
-    if ARMS[arm].objective == "depth":
+    if not ARMS[arm].uses_2d:
+        assert phases[0] == "exclusive" and phases[-1] == "exclusive_low_lr"
+    elif ARMS[arm].objective == "depth":
         assert phases[0] == "fusion" and phases[-1] == "geometric"
     else:
         assert set(phases) == {ARMS[arm].objective}
@@ -137,8 +141,8 @@ P = Path("x.pt")
 
 @pytest.mark.parametrize(("arm", "init", "guides", "lifter_init", "flag"), [
     ("pretrained_2d", None, [], None, "needs --init-weights"),
-    ("scratch", P, [], None, "takes no --init-weights"),
-    ("scratch", None, [P], None, "takes no --guide-lifter"),
+    ("fusion_scratch", P, [], None, "takes no --init-weights"),
+    ("fusion_scratch", None, [P], None, "takes no --guide-lifter"),
     ("ft_2d", P, [], None, "needs exactly one --guide-lifter"),
     ("apt_pose", P, [P, P], None, "needs exactly one --guide-lifter"),
     ("l2d_single", P, [P, P], None, "needs exactly one --guide-lifter"),
@@ -149,11 +153,24 @@ P = Path("x.pt")
 ])
 def test_missing_or_extra_inputs_name_the_flag(arm, init, guides, lifter_init, flag):
     with pytest.raises(ValueError, match=flag):
-        finetune_3d.check_inputs(ARMS[arm], init, guides, lifter_init)
+        finetune_3d.check_inputs(ARMS[arm], init, guides, lifter_init, train_2d=P)
 
 
 def test_l2d_multi_accepts_a_single_guide_lifter():
-    finetune_3d.check_inputs(ARMS["l2d_multi"], P, [P], None)
+    finetune_3d.check_inputs(ARMS["l2d_multi"], P, [P], None, train_2d=P)
+
+
+@pytest.mark.parametrize(("arm", "train_2d", "budget", "budget_metrics", "flag"), [
+    ("3d_only", P, "steps", [], "3d_only' takes no --train-2d"),
+    ("fusion_scratch", None, "steps", [], "needs --train-2d"),
+    ("3d_only", None, "compute_matched", [], "needs --budget-metrics"),
+    ("3d_only", None, "steps", [P], "takes no .* --budget-metrics"),
+])
+def test_the_baseline_takes_no_2d_data_and_its_budget_needs_the_compared_runs(arm, train_2d, budget,
+                                                                             budget_metrics, flag):
+    with pytest.raises(ValueError, match=flag):
+        finetune_3d.check_inputs(ARMS[arm], None, [], None, train_2d, budget, budget_metrics)
+    finetune_3d.check_inputs(ARMS["3d_only"], None, [], None, None, "compute_matched", [P])
 
 
 def test_run_checks_its_inputs_before_training(tiny_world, tmp_path):
@@ -209,3 +226,47 @@ def test_interrupted_lifter_arm_resumes_and_matches_the_uninterrupted_run(tiny_w
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     if "lifter" in a:
         assert all(torch.equal(a["lifter"]["state_dict"][k], v) for k, v in b["lifter"]["state_dict"].items())
+
+
+# --- the 3d_only baseline: 3D data alone, trained to the compared arms' compute ---------------------
+
+
+def test_3d_only_batches_hold_only_3d_samples(tiny_world):
+    """Every phase of the baseline draws its whole batch from the 3D training set."""
+    data = _training.load_data(tiny_world["lab_val"], torch.device("cpu"), train_3d=tiny_world["lab_train"])
+    phases = spec("3d_only", (4, 2)).phases(data)
+    assert [(p.name, p.steps) for p in phases] == [("exclusive", 4), ("exclusive_low_lr", 2)]
+    assert [p.task.objective.weights for p in phases] == [finetune_3d.LossWeights(1.0), finetune_3d.LossWeights(0.1)]
+    generator = torch.Generator().manual_seed(0)
+    for phase in phases:
+        batch = phase.task.draw(generator)
+        assert batch.is_3d.all() and batch.valid_3d.any(dim=1).all()
+
+
+@pytest.mark.parametrize(("budget", "per_step", "steps", "geometric"), [
+    (1000.0, 10.0, 100, 20), (1001.0, 10.0, 101, 20), (35.0, 10.0, 4, 1)])
+def test_a_compute_matched_run_takes_the_fewest_steps_that_reach_its_budget(budget, per_step, steps, geometric):
+    base = spec("3d_only", (8, 2))  # the planned proportion: a fifth of the run in the low-LR phase
+    matched = base.matched(budget, per_step)
+    assert (matched.steps, matched.geometric_steps, matched.budget_flops) == (steps, geometric, budget)
+    assert matched.steps * per_step >= budget > (matched.steps - 1) * per_step
+
+
+def test_the_baseline_trains_until_its_curve_reaches_every_compared_runs_total(tiny_world, upstream, runs,
+                                                                               tmp_path):
+    """``--budget-metrics`` of the other arms: the baseline's curve ends at or past the largest total."""
+    compared = [runs[arm] / "metrics.json" for arm in ARMS if arm != "3d_only"]
+    totals = [json.loads(p.read_text())["compute_total"]["train_flops"] for p in compared]
+    matched = spec_from_dict(finetune_3d.Finetune3DSpec, {**spec_record_of(spec("3d_only")), "budget": "compute_matched"})
+    metrics = finetune_3d.run(matched, tiny_world["lab_train"], tiny_world["lab_val"], None, outputs(tmp_path),
+                              budget_metrics=compared)
+    per_step = 3 * metrics["forward_flops_per_image"] * LOOP["batch_size"]
+    curve = read_curve(tmp_path / "curve.csv")
+    assert float(curve[-1]["flops_total"]) >= max(totals) > float(curve[-1]["flops_total"]) - per_step
+    assert all(float(row["flops_total"]) < max(totals) for row in curve[:-1])
+    written = json.loads((tmp_path / "spec.json").read_text())
+    assert written["budget_flops"] == max(totals) and written["steps"] == metrics["compute"]["steps"] > 6
+
+
+def spec_record_of(s: finetune_3d.Finetune3DSpec) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(s)))

@@ -103,7 +103,7 @@ def test_stage_commands_carry_the_run_settings_in_the_spec_json(tmp_path):
     settings = gpu_check.RUNS["bf16_compile"][0]
     argv = gpu_check.stage_argv("finetune-3d", p, settings, tmp_path, tmp_path / "run")
     spec = json.loads(argv[argv.index("--spec") + 1])
-    assert spec["arm"] == "scratch" and spec["steps"] == 200 and spec["geometric_steps"] == 50
+    assert spec["arm"] == "fusion_scratch" and spec["steps"] == 200 and spec["geometric_steps"] == 50
     assert spec["loop"]["device"] == "cuda" and spec["loop"]["amp"] and spec["loop"]["compile"]
     assert argv[argv.index("--curve-out") + 1] == str(tmp_path / "run" / "curve.csv")
 

@@ -56,7 +56,7 @@ def finetuned(tiny_world, pretrained, tmp_path_factory) -> dict:
     from pose_study._spec import spec_from_dict
 
     runs = {}
-    for arm in ("pretrained_2d", "scratch"):
+    for arm in ("pretrained_2d", "fusion_scratch"):
         spec = spec_from_dict(finetune_3d.Finetune3DSpec, {
             "model": "hg1_tiny", "arm": arm, "steps": 175, "geometric_steps": 25, "lr": 2e-3,
             "loop": LOOP})
@@ -78,7 +78,7 @@ def test_pretrain_halves_the_2d_error(pretrained):
     assert final["value"] <= 0.5 * final["initial_value"], final
 
 
-@pytest.mark.parametrize("arm", ["pretrained_2d", "scratch"])
+@pytest.mark.parametrize("arm", ["pretrained_2d", "fusion_scratch"])
 def test_finetune_writes_every_accounting_field(finetuned, arm):
     out = finetuned[arm]
     metrics = json.loads(out.metrics.read_text())
@@ -95,7 +95,7 @@ def test_finetune_writes_every_accounting_field(finetuned, arm):
 
 def test_pretrained_arm_carries_its_pretraining_compute(finetuned, pretrained):
     own = json.loads(finetuned["pretrained_2d"].metrics.read_text())
-    scratch = json.loads(finetuned["scratch"].metrics.read_text())
+    scratch = json.loads(finetuned["fusion_scratch"].metrics.read_text())
     pre = pretrained["metrics"]["compute"]
     assert own["compute_total"]["train_flops"] == own["compute"]["train_flops"] + pre["train_flops"]
     assert scratch["compute_total"]["train_flops"] == scratch["compute"]["train_flops"]

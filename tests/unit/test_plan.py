@@ -62,7 +62,7 @@ def test_per_model_override_changes_only_that_model():
     a, b = Plan(data), Plan(changed)
 
     def spec(plan: Plan, stage: str, model: str) -> dict:
-        arm = "" if stage == "pretrain_2d" else "scratch"
+        arm = "" if stage == "pretrain_2d" else "fusion_scratch"
         return plan.spec(RunKey(stage=stage, arm=arm, model=model, dataset_2d="wild_mpii", dataset_3d="lab"))
 
     assert spec(b, "pretrain_2d", "hg1_tiny")["steps"] == 99
@@ -80,7 +80,7 @@ def test_run_key_paths_round_trip_through_wildcards():
 
 
 def test_runs_without_a_pretrained_arm():
-    plan = Plan({**fixture_config(), "arms": ["scratch"]})
+    plan = Plan({**fixture_config(), "arms": ["fusion_scratch"]})
     runs = plan.runs()
     assert {r.stage for r in runs} == {"finetune_3d"} and len(runs) == 2 * 2
     assert RunKey(stage="pretrain_2d", model="hg1_tiny", dataset_2d="wild_mpii", seed=3).path == \
@@ -97,7 +97,7 @@ def test_runs_with_every_arm():
                                                                   "apt_tiny/pretrain_pose") for s in (0, 1)]
     assert lifter_runs == want
     stages = [r.stage for r in runs]
-    assert stages.count("pretrain_2d") == 4 and stages.count("finetune_3d") == 7 * 2 * 2
+    assert stages.count("pretrain_2d") == 4 and stages.count("finetune_3d") == len(ARMS) * 2 * 2
     assert stages == sorted(stages, key=["pretrain_2d", "pretrain_pose", "train_lifter", "finetune_3d"].index)
     assert all(plan.test_sets_of(r) == [] for r in runs if r.stage in ("pretrain_pose", "train_lifter"))
 
@@ -108,9 +108,9 @@ def test_lifter_runs_follow_the_arms_present():
         return {r.path.rsplit("/", 2)[0] for r in runs if r.stage in ("pretrain_pose", "train_lifter")}
 
     guides = {f"train_lifter/{lifter}/scratch" for lifter in ("mlp_tiny", "graph_tiny", "transformer_tiny")}
-    assert lifter_paths(["scratch", "pretrained_2d"]) == set()
-    assert lifter_paths(["scratch", "ft_2d"]) == guides
-    assert lifter_paths(["scratch", "mpt"]) == guides | {"pretrain_pose/mpt_tiny"}
+    assert lifter_paths(["3d_only", "pretrained_2d"]) == set()
+    assert lifter_paths(["3d_only", "ft_2d"]) == guides
+    assert lifter_paths(["3d_only", "mpt"]) == guides | {"pretrain_pose/mpt_tiny"}
     assert lifter_paths(["apt_pose"]) == guides | {"pretrain_pose/apt_tiny", "train_lifter/apt_tiny/scratch",
                                                    "train_lifter/apt_tiny/pretrain_pose"}
 
@@ -121,7 +121,7 @@ def test_evaluation_lifters_primaries_and_upstream_runs():
         "mlp_tiny/scratch", "graph_tiny/scratch", "transformer_tiny/scratch", "apt_tiny/scratch",
         "apt_tiny/pretrain_pose", "mpt_tiny/zero_shot"]
     primaries = {arm: plan.primary_lifter(arm) for arm in ARMS}
-    assert primaries == {"scratch": None, "pretrained_2d": None, "ft_2d": "mlp_tiny/scratch",
+    assert primaries == {"3d_only": None, "fusion_scratch": None, "pretrained_2d": None, "ft_2d": "mlp_tiny/scratch",
                          "l2d_single": "mlp_tiny/scratch", "l2d_multi": "mlp_tiny/scratch",
                          "apt_pose": "apt_tiny/pretrain_pose", "mpt": "end_to_end"}
 
@@ -129,7 +129,7 @@ def test_evaluation_lifters_primaries_and_upstream_runs():
         key = RunKey(stage="finetune_3d", arm=arm, model="hg1_tiny", dataset_2d="wild_mpii", dataset_3d="lab")
         return [k.path for k in plan.upstream(key)]
 
-    assert upstream("scratch") == []
+    assert upstream("fusion_scratch") == upstream("3d_only") == []
     assert upstream("l2d_multi") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "train_lifter/mlp_tiny/scratch/lab/seed0",
                                      "train_lifter/graph_tiny/scratch/lab/seed0"]
     assert upstream("apt_pose") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "pretrain_pose/apt_tiny/lab/seed0",
@@ -267,3 +267,25 @@ def test_imagenet_weights_only_for_resnets():
     data["model_settings"] = {"hg1_tiny": {"pretrained_backbone": "imagenet"}}
     with pytest.raises(ValueError, match=r"model_settings.hg1_tiny.pretrained_backbone is 'imagenet'.*ResNet"):
         cfg.validate_config(data)
+
+
+def test_the_baseline_reads_no_2d_data_and_its_budget_is_the_compared_runs_totals():
+    plan = Plan(fixture_config(arms=["3d_only", "fusion_scratch", "pretrained_2d"]))
+    key = RunKey(stage="finetune_3d", arm="3d_only", model="hg1_tiny", dataset_2d="wild_mpii", dataset_3d="lab",
+                 seed=1)
+    job = plan.training_job(key)
+    assert "train_2d" not in job.inputs and "--train-2d" not in shlex.split(job.args)
+    assert job.inputs["budget_metrics"] == [f"results/fixture/finetune_3d/{arm}/hg1_tiny/wild_mpii/lab/seed1/metrics.json"
+                                            for arm in ("fusion_scratch", "pretrained_2d")]
+    assert shlex.split(job.args).count("--budget-metrics") == 2
+    assert job.spec["budget"] == "compute_matched" and "baseline_budget" not in job.spec
+    for arm in ("fusion_scratch", "pretrained_2d"):
+        other = plan.training_job(RunKey(**{**key.__dict__, "arm": arm}))
+        assert other.spec["budget"] == "steps" and "budget_metrics" not in other.inputs and "train_2d" in other.inputs
+
+    by_steps = copy.deepcopy(plan.config)
+    by_steps["finetune_3d"]["baseline_budget"] = "steps"
+    job = Plan(by_steps).training_job(key)
+    assert job.spec["budget"] == "steps" and "budget_metrics" not in job.inputs
+    alone = Plan(fixture_config(arms=["3d_only"]))  # nothing to match: it runs its steps
+    assert alone.spec(key)["budget"] == "steps" and alone.compared_runs(key) == []

@@ -32,7 +32,7 @@ from tests.fixtures.results_tree import (REFERENCES, ResultsTree, copy_study, de
 SECTIONS = ("summary", "headline-section", "size-section", "compute-section", "matrix-section",
             "joints-section", "examples-section", "baselines-section", "references-section",
             "provenance-section")
-MISSING_RUN = "finetune_3d/scratch/hg1_tiny/wild_mpii/lab/seed1"
+MISSING_RUN = "finetune_3d/3d_only/hg1_tiny/wild_mpii/lab/seed1"
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def expected_values(metrics: pd.DataFrame, runs: pd.DataFrame, cell: dict) -> np
         scale = 100.0 if metric.startswith("pck") else 1.0
     if cell["data-kind"] == "mean":
         return series.loc[arm].sort_index().to_numpy() * scale
-    return (series.loc[arm].sort_index() - series.loc["scratch"].sort_index()).to_numpy() * scale
+    return (series.loc[arm].sort_index() - series.loc["3d_only"].sort_index()).to_numpy() * scale
 
 
 def test_answer_is_computed_from_the_data(study):
@@ -209,8 +209,8 @@ def test_answer_is_computed_from_the_data(study):
     m = m[(m["testset"] == "lab_test") & (m["metric"] == "mpjpe") & (m["variant"] == "model")
           & (m["scope"] == "total") & (m["stage"] == "finetune_3d")]
     m = m.set_index(["arm", "model", "seed"])["value"]
-    diff = (m.loc["pretrained_2d"] - m.loc["scratch"]).to_numpy()
-    lowered = int(((m.loc["pretrained_2d"] - m.loc["scratch"]).groupby("model").mean() < 0).sum())
+    diff = (m.loc["pretrained_2d"] - m.loc["3d_only"]).to_numpy()
+    lowered = int(((m.loc["pretrained_2d"] - m.loc["3d_only"]).groupby("model").mean() < 0).sum())
     half = t_half_width(diff)
     expected = (f"lowered MPJPE on lab_test for {lowered} of 2 model sizes compared with 3D-only training; "
                 f"mean paired difference {'+' if diff.mean() > 0 else ''}{fmt(diff.mean(), 1)} mm, 95% CI [{fmt(diff.mean() - half, 1)}, "
@@ -284,7 +284,7 @@ def test_a_missing_run_is_named_and_the_page_still_renders(study, tmp_path):
     assert MISSING_RUN in page.table_text("missing")
     seeds = [c["text"] for c in page.cells if c["table"] == "headline" and c["text"] in ("1/2", "2/2")]
     assert seeds.count("1/2") == 1
-    n1 = [c for c in page.cells if c.get("data-model") == "hg1_tiny" and c.get("data-arm") == "scratch"
+    n1 = [c for c in page.cells if c.get("data-model") == "hg1_tiny" and c.get("data-arm") == "3d_only"
           and c.get("data-kind") == "mean"]
     assert n1 and all(c["text"].endswith("(n=1)") for c in n1)
 
@@ -333,7 +333,7 @@ def test_strategies_table_shows_the_seed_means_and_all_stage_flops(lifter_study)
     metrics, runs = pd.read_csv(tree.tables / "metrics.csv"), pd.read_csv(tree.tables / "runs.csv")
     cells = {(c["data-arm"], c["data-column"]): c for c in page.cells
              if c["table"] == "strategies" and "data-column" in c}
-    assert len(cells) == 7 * 4 - 1  # 7 arms × (2 test sets, FLOPs, Δ); the scratch arm has no Δ
+    assert len(cells) == 8 * 4 - 1  # 8 arms × (2 test sets, FLOPs, Δ); the 3d_only arm has no Δ
     for arm in ARMS:
         for test in ("lab_test", "occluded_test"):
             values = metrics[(metrics["arm"] == arm) & (metrics["testset"] == test) & (metrics["variant"] == "model")
@@ -347,8 +347,8 @@ def test_strategies_table_shows_the_seed_means_and_all_stage_flops(lifter_study)
         "finetune_3d/apt_pose/hg1_tiny/wild_mpii/lab", "pretrain_2d/hg1_tiny/wild_mpii",
         "pretrain_pose/apt_tiny/lab", "train_lifter/apt_tiny/pretrain_pose/lab")]
     assert float(cells[("apt_pose", "flops")]["data-value"]) == pytest.approx(sum(apt) / 2)
-    scratch = own[[f"finetune_3d/scratch/hg1_tiny/wild_mpii/lab/seed{s}" for s in (0, 1)]].mean()
-    assert float(cells[("scratch", "flops")]["data-value"]) == pytest.approx(scratch)
+    scratch = own[[f"finetune_3d/3d_only/hg1_tiny/wild_mpii/lab/seed{s}" for s in (0, 1)]].mean()
+    assert float(cells[("3d_only", "flops")]["data-value"]) == pytest.approx(scratch)
 
 
 def test_cross_lifter_table_marks_the_lifters_in_each_loss(lifter_study):
@@ -399,9 +399,9 @@ def test_apt_sentence_says_did_not_beat_when_pretraining_hurt():
 
 def test_sections_hide_without_lifter_data(lifter_study):
     tree, _ = lifter_study
-    res = StudyResults.load({**tree.config, "arms": ["scratch", "pretrained_2d"]}, tree.tables)
+    res = StudyResults.load({**tree.config, "arms": ["3d_only", "pretrained_2d"]}, tree.tables)
     assert not strategies.present(res) and strategies.apt_sentence(res) is None
-    res = StudyResults.load({**tree.config, "arms": ["scratch", "ft_2d"]}, tree.tables)
+    res = StudyResults.load({**tree.config, "arms": ["3d_only", "ft_2d"]}, tree.tables)
     assert strategies.present(res) and strategies.apt_sentence(res) is None
     assert [row[1].text for row in strategies.cross_lifter(res).rows] == ["2D fine-tuned + lifter",
                                                                          "ground-truth 2D (upper bound)"]

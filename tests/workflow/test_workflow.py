@@ -89,7 +89,7 @@ def test_the_dry_run_is_the_plan(name, tmp_path):
 
 
 def test_two_arm_study_plans_no_lifters(tmp_path):
-    config = write_config(tmp_path / "two.yaml", arms=["pretrained_2d", "scratch"])
+    config = write_config(tmp_path / "two.yaml", arms=["pretrained_2d", "fusion_scratch"])
     counts = job_counts(snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path)).stdout)
     assert "train_lifter" not in counts and "pretrain_pose" not in counts
     assert counts["finetune_3d"] == 2 * 2 * 2
@@ -116,7 +116,7 @@ def test_lifter_arms_get_their_lifters_and_priors(tmp_path):
     assert "--lifter-init" in mpt and "pretrain_pose/mpt_tiny/lab/seed0/model.pt" in mpt
     assert "--guide-lifter" not in mpt
     assert "--guide-lifter" not in command("finetune-3d", "pretrained_2d")
-    assert "--init-weights" not in command("finetune-3d", "scratch")
+    assert "--init-weights" not in command("finetune-3d", "fusion_scratch")
     evaluation = command("evaluate", "l2d_single")
     assert evaluation.count("--lifter ") == 6  # 3 single-frame + apt scratch/pre-trained + mpt zero-shot
     assert "--lifter " not in command("evaluate", "scratch")
@@ -151,7 +151,7 @@ def test_smoke_study_end_to_end_then_nothing_then_exactly_the_changed_preset(tmp
     data["model_settings"] = {"hg2_tiny": {"pretrain_steps": 7}}
     config.write_text(yaml.safe_dump(data))
     plan = planned_jobs(snakemake("-n", "--configfile", str(config), "--directory", str(workdir)).stdout)
-    from_2d = [a for a in data["arms"] if a != "scratch"]  # every arm but scratch starts from pretrain_2d
+    from_2d = [a for a in data["arms"] if a not in ("3d_only", "fusion_scratch")]  # the rest start from pretrain_2d
     expected = {("pretrain_2d", f"results/smoke/pretrain_2d/hg2_tiny/wild_mpii/seed{s}/model.pt") for s in (0, 1)}
     expected |= {("finetune_3d", f"results/smoke/finetune_3d/{a}/hg2_tiny/wild_mpii/lab/seed{s}/model.pt")
                  for s in (0, 1) for a in from_2d}
