@@ -83,8 +83,8 @@ def time_to_accuracy_ratio(arm_compute: Sequence[float], arm_error: Sequence[flo
     return need / compute_to_reach(bx, by, target)
 
 
-PAIR_COLUMNS = ("model", "seed", "equal_compute", "time_ratio", "arm_compute", "baseline_compute",
-                "arm_final", "baseline_final")
+PAIR_COLUMNS = ("model", "seed", "equal_compute", "time_ratio", "arm_compute", "baseline_start",
+                "baseline_compute", "arm_final", "baseline_final")
 
 
 def paired_efficiency(curves: pd.DataFrame, arm: str, baseline: str, column: str = "flops_total") -> pd.DataFrame:
@@ -99,7 +99,8 @@ def paired_efficiency(curves: pd.DataFrame, arm: str, baseline: str, column: str
 
     Returns:
         One row per pair present in both arms with one validation metric: ``PAIR_COLUMNS``
-        (``arm_compute``/``baseline_compute``: each curve's last compute; ``*_final``: its last error).
+        (``arm_compute``/``baseline_compute``: each curve's last compute, ``baseline_start`` the baseline's
+        first; ``*_final``: each curve's last error).
     """
     rows = []
     for (model, seed), part in curves.groupby(["model", "seed"], sort=True):
@@ -109,7 +110,8 @@ def paired_efficiency(curves: pd.DataFrame, arm: str, baseline: str, column: str
         curve, reference = (mine[column], mine["val_value"]), (base[column], base["val_value"])
         rows.append({"model": model, "seed": seed, "equal_compute": equal_compute_difference(*curve, *reference),
                      "time_ratio": time_to_accuracy_ratio(*curve, *reference),
-                     "arm_compute": float(mine[column].iloc[-1]), "baseline_compute": float(base[column].iloc[-1]),
+                     "arm_compute": float(mine[column].iloc[-1]), "baseline_start": float(base[column].iloc[0]),
+                     "baseline_compute": float(base[column].iloc[-1]),
                      "arm_final": float(mine["val_value"].iloc[-1]),
                      "baseline_final": float(base["val_value"].iloc[-1])})
     return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
