@@ -149,7 +149,7 @@ def answer_figure(res: StudyResults) -> Figure | None:
     cols = min(len(arms), ANSWER_COLUMNS)
     rows = math.ceil(len(arms) / cols)
     width = 3.2 * cols + 0.6 if cols > 2 else 4.4 * cols + 3.4  # few panels: the legend goes to their right
-    fig, axes = new_figure(width, 2.3 * rows + (0.5 if cols > 2 else 0.3), rows, cols, sharex=True, sharey=True)
+    fig, axes = new_figure(width, 2.1 * rows + (0.5 if cols > 2 else 0.3), rows, cols, sharex=True, sharey=True)
     for ax, arm in zip(axes.flat, arms):
         for model in res.models:
             mine, theirs = (_mean_curve(c[(c["model"] == model) & (c["arm"] == a)]) for a in (arm, base))

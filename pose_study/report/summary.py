@@ -58,7 +58,10 @@ def question(res: StudyResults) -> str:
     world = f" ({SYNTHETIC_LABEL})" if res.source(test) == "synthetic" else ""
     baseline = arm_noun(res.baseline_arm) if res.baseline_arm else "3D-only training"
     nouns = [arm_noun(a) for a in res.compared_arms] or ["2D pre-training"]
-    arms = nouns[0] if len(nouns) == 1 else ", ".join(nouns[:-1]) + f" or {nouns[-1]}"
+    if len(nouns) > 2:
+        arms = f"each of the {len(nouns)} strategies below"
+    else:
+        arms = " or ".join(nouns)
     return (f"Does {arms} give better 3D pose than {baseline} on {test}{world}, and at what compute, counting "
             "every stage or fine-tuning only?")
 

@@ -23,7 +23,7 @@ from PIL import Image
 from pose_study.arms import ARMS
 from pose_study.plan import BASELINE_ARM
 from pose_study.report import provenance, stats, strategies, summary
-from pose_study.report.references import load_references
+from pose_study.report.references import load_references, references_table
 from pose_study.report.results import StudyResults
 from pose_study.report.style import fmt, significant_decimals
 from pose_study.stages import collect, report
@@ -302,6 +302,20 @@ def test_synthetic_numbers_are_labelled(study):
     assert ours and all("synthetic world" in c["text"] for c in ours)
     references = page.table_text("references")
     assert "64.55 mm" in references and "ECCV'18 challenge Val" in references
+
+
+def test_published_numbers_stand_beside_ours_or_say_not_comparable(study):
+    tree, html = study
+    rows = [c for c in Page(html).cells if c["table"] == "references"]
+    published = len(load_references(REFERENCES))
+    assert sum(c["text"] == "not comparable: synthetic world" for c in rows) == published  # every metric is scored
+    res = StudyResults.load(tree.config, tree.tables)
+    res.metrics = res.metrics.assign(source="real")  # the same numbers, as if the test data were real
+    table = references_table(res, [{"system": "S", "metric": "mpjpe", "value": 50.0, "unit": "mm", "dataset": "D",
+                                    "protocol": "P", "source": "X"}])
+    m = res.scores("lab_test", "mpjpe")
+    expected = m.loc[(m["arm"] == "pretrained_2d") & (m["model"] == "hg2_tiny"), "value"].mean()
+    assert table.rows[0][5].text == f"{fmt(expected, 1)} mm\n2D pre-trained · hg2_tiny · lab_test"
 
 
 def test_page_is_self_contained_and_images_decode(study):
