@@ -107,15 +107,12 @@ def answer_table(res: StudyResults) -> Table:
     """Arm × {MPJPE, Δ MPJPE, P-MPJPE, Δ P-MPJPE, equal-compute Δ and time to accuracy (all stages and
     fine-tuning only), compute per run}; the baseline first."""
     test = res.primary_test
-    base = arm_label(res.baseline_arm) if res.baseline_arm else "baseline"
-    val = _validation_style(res)
     columns = ["Arm"]
     for metric in METRICS:
-        columns += [f"{metric_style(metric).name} (mm) · {test}", f"Δ {metric_style(metric).name} vs {base}"]
+        columns += [f"{metric_style(metric).name} (mm) · {test}", f"Δ {metric_style(metric).name}"]
     for counting in COUNTINGS:
-        columns += [f"Equal compute, {counting.label}: Δ {val.name}",
-                    f"Time to {base}'s final error, {counting.label}"]
-    columns.append("Compute per run, all stages: FLOPs · device-hours")
+        columns += [f"Equal-compute Δ, {counting.label}", f"Time to accuracy, {counting.label}"]
+    columns.append("Compute per run: FLOPs · device-h")
     table = Table("answer", columns)
     if not test or not res.baseline_arm:
         return table
@@ -127,10 +124,10 @@ def answer_table(res: StudyResults) -> Table:
 
 def _baseline_row(res: StudyResults) -> list[Cell]:
     arm = res.baseline_arm
-    cells = [Cell(arm_label(arm), f"arm arm-{arm}")]
+    cells = [Cell(f"{arm_label(arm)} (baseline)", f"arm arm-{arm}", "the arm every other arm is compared with")]
     for metric in METRICS:
-        cells += [_mean_cell(res, arm, metric), Cell("reference", "na", "the arm every other arm is compared with")]
-    cells += [Cell("reference", "na")] * (2 * len(COUNTINGS))
+        cells += [_mean_cell(res, arm, metric), Cell("—", "na", "the baseline itself")]
+    cells += [Cell("—", "na", "the baseline itself")] * (2 * len(COUNTINGS))
     return [*cells, _compute_cell(res, arm)]
 
 
@@ -232,12 +229,6 @@ def _compute_cell(res: StudyResults, arm: str) -> Cell:
     return Cell(f"{si(f.mean())}\n{fmt(h.mean(), significant_decimals(h.mean(), 2))} h", "num",
                 f"mean over {len(f)} runs of the run's training FLOPs and device-hours plus every upstream run's",
                 {"arm": arm, "column": "compute", "flops": repr(float(f.mean())), "hours": repr(float(h.mean()))})
-
-
-def _validation_style(res: StudyResults):
-    curves = res.fine_tuning_curves()
-    reference = curves[curves["arm"] == res.baseline_arm]["val_metric"].dropna()
-    return metric_style(str(reference.iloc[0])) if len(reference) else metric_style("mpjpe_mm")
 
 
 def _direction_css(value: float, is_resolved: bool) -> str:

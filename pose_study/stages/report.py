@@ -77,6 +77,7 @@ def build_context(res: StudyResults, paths: ReportPaths) -> dict[str, Any]:
         "synthetic_tests": [t for t in res.tests_3d + res.tests_2d if res.source(t) == "synthetic"],
         "question": summary.question(res), "answers": summary.answers(res), "answer_table": summary.answer_table(res),
         "answer_primary": res.primary_test,
+        "baseline_label": arm_label(res.baseline_arm) if res.baseline_arm else "none",
         "missing": tables.missing(res), "headline": tables.headline(res), "baselines": tables.baselines(res),
         "strategies": strategies_context(res),
         "references": references_table(res, load_references(paths.references)),
