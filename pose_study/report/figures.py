@@ -390,5 +390,5 @@ def _grouped_bars(ax: Axes, frame: pd.DataFrame, categories: list[str], arms: li
         low, high = ((s[c] * style.scale).clip(*style.display_range).to_numpy() for c in ("low", "high"))
         errors = np.nan_to_num(np.stack([mean - low, high - mean]))
         ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=errors, color=colours[arm],
-               label=arm_label(arm), error_kw={"elinewidth": 1, "capsize": 2})
+               label=arm_label(arm), error_kw={"elinewidth": 1, "capsize": 2, "ecolor": BASELINE_COLOUR})
     ax.set_xticks(x, categories)

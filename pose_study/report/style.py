@@ -1,9 +1,10 @@
 """Presentation conventions of the report: one colour per arm, metric names/units, number formats.
 
-Colours are the Okabe–Ito palette (safe for the common colour-vision deficiencies): black for the
+Colours are the Okabe–Ito palette (safe for the common colour-vision deficiencies): orange for the
 baseline arm (``arms.BASELINE``), then one per other arm of ``pose_study.arms.ARMS`` in its order
-(the yellow, hard to see on white, replaced by Tol's wine); an arm keeps its colour in every figure. Labels and sentence nouns come from the same table. Metrics are stored
-as the evaluate stage writes them (fractions for PCK-type metrics) and shown in the units below.
+(the yellow, hard to see on white, replaced by Paul Tol's wine); an arm keeps its colour in every
+figure. Labels and sentence nouns come from the same table. Metrics are stored as the evaluate
+stage writes them (fractions for PCK-type metrics) and shown in the units below.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 from pose_study.arms import ARMS, BASELINE
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-WINE = "#882255"  # Paul Tol's, for the arm beyond Okabe–Ito's seven non-yellow colours
-_ARM_PALETTE = (OKABE_ITO[1], OKABE_ITO[0], OKABE_ITO[2], OKABE_ITO[3], OKABE_ITO[4], OKABE_ITO[5], WINE)
-ARM_COLOURS = {BASELINE: OKABE_ITO[7], **dict(zip([a for a in ARMS if a != BASELINE], _ARM_PALETTE))}
+WINE = "#882255"  # Paul Tol's, in place of Okabe–Ito's yellow
+# the baseline orange, as in every earlier report; the other arms in ARMS order (black last: it is hard
+# to see on the example images)
+_ARM_PALETTE = (OKABE_ITO[0], OKABE_ITO[2], OKABE_ITO[3], OKABE_ITO[4], OKABE_ITO[5], WINE, OKABE_ITO[7])
+ARM_COLOURS = {BASELINE: OKABE_ITO[1], **dict(zip([a for a in ARMS if a != BASELINE], _ARM_PALETTE))}
 ARM_LABELS = {name: arm.label for name, arm in ARMS.items()}
 ARM_NOUNS = {name: arm.noun for name, arm in ARMS.items()}  # for sentences
 BASELINE_COLOUR = "#8C8C8C"  # reference lines (mean training pose), not an arm
@@ -72,7 +75,7 @@ def metric_style(metric: str) -> MetricStyle:
 
 def arm_colours(arms: list[str]) -> dict[str, str]:
     """Colour of every arm: fixed ones for known arms, then the unused palette colours in order."""
-    spare = [c for c in OKABE_ITO if c not in ARM_COLOURS.values()]
+    spare = [c for c in (*OKABE_ITO, WINE) if c not in ARM_COLOURS.values() and c != OKABE_ITO[6]]  # no yellow
     out = {}
     for arm in arms:
         if arm in ARM_COLOURS:

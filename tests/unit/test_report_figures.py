@@ -13,8 +13,11 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.transforms import Bbox
 
+from pose_study.arms import ARMS
+from pose_study.plan import BASELINE_ARM
 from pose_study.report import examples, figures
 from pose_study.report.results import StudyResults
+from pose_study.report.style import OKABE_ITO, WINE, arm_colours, arm_label
 from tests.fixtures.results_tree import shared_lifter_study, shared_study
 
 BUILDERS = ("answer_figure", "size_figure", "compute_figure", "strategies_figure", "matrix_figure",
@@ -72,3 +75,18 @@ def test_bands_are_light_and_each_label_appears_once(drawn):
         assert len(labels) == len(set(labels)), (name, labels)
     compute = [t.get_text() for t in drawn["compute_figure"].legends[0].get_texts()]
     assert sum("pre-training done" in t for t in compute) <= 1
+
+
+def test_arm_colours_are_distinct_colour_blind_safe_and_the_same_in_every_figure(drawn):
+    colours = arm_colours([*ARMS, "another_arm"])
+    assert len(set(colours.values())) == len(colours)
+    assert set(colours.values()) <= {*OKABE_ITO, WINE} - {"#F0E442"}  # Okabe–Ito without its yellow, and wine
+    used = {}
+    for name in ("answer_figure", "size_figure", "compute_figure"):
+        for ax in drawn[name].axes:
+            for line in ax.get_lines():
+                label = line.get_label()
+                used.setdefault(label, set()).add(line.get_color())
+    for arm in ARMS:
+        assert len(used.get(arm_label(arm), set())) <= 1  # one colour per arm label across figures
+    assert used[arm_label(BASELINE_ARM)] == {colours[BASELINE_ARM]}
