@@ -67,12 +67,11 @@ def question(res: StudyResults) -> str:
 
 
 def headline_arm(res: StudyResults) -> str | None:
-    """The arm of the paper's headline comparison: 2D pre-training with the baseline's recipe, else the
-    first compared arm."""
-    base = ARMS.get(res.baseline_arm)
-    same_recipe = [a for a in res.compared_arms if a in ARMS and ARMS[a].detector_init == "pretrain_2d"
-                   and base is not None and ARMS[a].objective == base.objective]
-    return (same_recipe or res.compared_arms or [None])[0]
+    """The arm of the paper's headline comparison: the 2D pre-trained detector with its own 3D (no lifter),
+    else the first compared arm."""
+    own_3d = [a for a in res.compared_arms if a in ARMS and ARMS[a].detector_init == "pretrain_2d"
+              and not ARMS[a].uses_lifters]
+    return (own_3d or res.compared_arms or [None])[0]
 
 
 def resolved(interval: stats.Interval, centre: float = 0.0) -> bool:
