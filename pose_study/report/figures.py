@@ -272,7 +272,7 @@ def strategies_figure(res: StudyResults) -> Figure | None:
             if not part.empty:
                 ax.scatter(part["flops"], part["value"] * style.scale, color=colours[arm], marker=markers[model],
                            s=46, edgecolors="white", linewidths=0.6, label=f"{arm_label(arm)} · {model}")
-    ax.set_xscale("log")
+    _flops_axis(ax)
     test = res.primary_test
     ax.set(xlabel="training FLOPs, all stages (log scale)", ylabel=f"{style.label} · {test}",
            title=f"{test}{world_suffix(res, test)}")

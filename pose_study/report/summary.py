@@ -269,21 +269,30 @@ def headline_sentence(res: StudyResults, arm: str) -> str:
 
 
 def arm_sentence(res: StudyResults, arm: str) -> str:
-    """The verdicts of one arm's row: accuracy, then equal compute and time to accuracy per counting."""
+    """The verdicts of one arm's row: accuracy, then equal compute and time to accuracy per counting (once
+    when both countings agree)."""
     interval = stats.t_interval(accuracy_pairs(res, arm)["difference"])
+    clauses = {counting.phrase: _compute_verdicts(res, arm, counting) for counting in COUNTINGS}
     parts = [f"test MPJPE {_verdict(interval, 'lower', 'higher')}"]
-    for counting in COUNTINGS:
-        pairs = efficiency_pairs(res, arm, counting)
-        clauses = []
-        if pairs["equal_compute"].notna().any():
-            clauses.append("validation error at equal compute "
-                           + _verdict(stats.t_interval(pairs["equal_compute"]), "lower", "higher"))
-        if pairs["time_ratio"].notna().any():
-            ratio = log_ratio(stats.ratio_interval(pairs["time_ratio"]))
-            clauses.append("its final error reached " + _verdict(ratio, "sooner", "later"))
-        if clauses:
-            parts.append(f"{counting.phrase}, " + " and ".join(clauses))
+    if len(set(clauses.values())) == 1 and next(iter(clauses.values())):
+        parts.append(f"{next(iter(clauses.values()))}, whether counting "
+                     + " or ".join(c.label for c in COUNTINGS))
+    else:
+        parts += [f"{text}, {phrase}" for phrase, text in clauses.items() if text]
     return f"{arm_label(arm)} against {arm_label(res.baseline_arm)}: " + "; ".join(parts) + "."
+
+
+def _compute_verdicts(res: StudyResults, arm: str, counting: Counting) -> str:
+    """E.g. "validation error at equal compute lower and the baseline's final error reached sooner"."""
+    pairs = efficiency_pairs(res, arm, counting)
+    clauses = []
+    if pairs["equal_compute"].notna().any():
+        clauses.append("validation error at equal compute "
+                       + _verdict(stats.t_interval(pairs["equal_compute"]), "lower", "higher"))
+    if pairs["time_ratio"].notna().any():
+        ratio = log_ratio(stats.ratio_interval(pairs["time_ratio"]))
+        clauses.append("the baseline's final error reached " + _verdict(ratio, "sooner", "later"))
+    return " and ".join(clauses)
 
 
 def _verdict(interval: stats.Interval, below: str, above: str) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from pose_study._io import write_text
 from pose_study.report import figures, provenance, strategies, summary, tables
@@ -118,7 +119,14 @@ def render(context: dict[str, Any]) -> str:
     """The page: the package's template rendered with autoescaping (config text cannot inject markup)."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("pose_study.report", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=False, lstrip_blocks=False)
+    env.filters["break_after_slashes"] = break_after_slashes
     return env.get_template(TEMPLATE).render(**context)
+
+
+def break_after_slashes(text: str) -> Markup:
+    """``text`` escaped, with a line-break opportunity (``<wbr>``) after each ``/``: long names such as
+    ``transformer_tiny/scratch`` then wrap in a narrow table header instead of widening the table."""
+    return Markup.escape(text).replace("/", Markup("/<wbr>"))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

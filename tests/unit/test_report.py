@@ -443,7 +443,7 @@ def test_cross_lifter_table_marks_the_lifters_in_each_loss(lifter_study):
     truth = metrics[(metrics["testset"] == "lab_test") & (metrics["metric"] == "mpjpe")
                     & (metrics["variant"] == "gt_2d:apt_tiny/pretrain_pose")].groupby("seed")["value"].mean()
     assert parse_shown(upper["text"])[0] == pytest.approx(truth.mean(), abs=0.05)
-    assert "transformer_tiny/scratch (held out)" in html and "ground-truth 2D (upper bound)" in html
+    assert "transformer_tiny/<wbr>scratch (held out)" in html and "ground-truth 2D (upper bound)" in html
 
 
 def _apt_differences(tree: ResultsTree) -> np.ndarray:
@@ -487,3 +487,7 @@ def test_sections_hide_without_lifter_data(lifter_study):
 def test_si_prefixes():
     assert [strategies.si(v) for v in (2.61e10, 1.234e12, 999.0, 5e5, math.nan)] == [
         "26.1 G", "1.23 T", "999", "500 k", "—"]
+
+
+def test_header_slashes_break_and_stay_escaped():
+    assert str(report.break_after_slashes("<b>a/b</b>")) == "&lt;b&gt;a/<wbr>b&lt;/<wbr>b&gt;"
