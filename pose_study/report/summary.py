@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from pose_study.arms import ARMS
@@ -307,8 +306,3 @@ def _signed(value: float) -> str:
     """A difference with its sign always shown (+9.2, −23.9)."""
     return ("+" if math.isfinite(value) and round(value, 1) > 0 else "") + fmt(value, 1)
 
-
-def headline_interval(res: StudyResults) -> stats.Interval:
-    """The headline paired MPJPE difference (2D pre-training − baseline) on the primary test set."""
-    arm = headline_arm(res)
-    return stats.t_interval(accuracy_pairs(res, arm)["difference"]) if arm else stats.t_interval(np.array([]))
