@@ -491,3 +491,22 @@ def test_si_prefixes():
 
 def test_header_slashes_break_and_stay_escaped():
     assert str(report.break_after_slashes("<b>a/b</b>")) == "&lt;b&gt;a/<wbr>b&lt;/<wbr>b&gt;"
+
+
+def test_headline_says_resolved_when_the_interval_is_narrow(study):
+    tree, _ = study
+    res = StudyResults.load(tree.config, tree.tables)
+    m = res.metrics
+    rows = (m["arm"] == "pretrained_2d") & (m["stage"] == "finetune_3d") & (m["variant"] == "model")
+    base = m[(m["arm"] == BASELINE_ARM) & (m["stage"] == "finetune_3d") & (m["variant"] == "model")]
+    shifted = m.loc[rows, [*tidy_keys(), "value"]].merge(base[[*tidy_keys(), "value"]], on=tidy_keys(),
+                                                         suffixes=("", "_base"))
+    offsets = np.array([-20.0, -21.0, -19.0, -20.5])  # mean −20.1, half-width ≈ 1.4 mm
+    m.loc[rows, "value"] = shifted["value_base"].to_numpy() + np.resize(offsets, rows.sum())
+    sentence = summary.headline_sentence(res, "pretrained_2d")
+    assert sentence.startswith("2D pre-training lowered MPJPE on lab_test (synthetic world) by ")
+    assert sentence.endswith(": resolved.")
+
+
+def tidy_keys() -> list[str]:
+    return ["model", "seed", "testset", "metric", "scope", "key"]
