@@ -14,6 +14,9 @@ paper's framing, where pre-training is a reusable cost already paid.
 
 Each returns NaN when the curves do not answer (the baseline stops before the arm's compute, or
 the arm never reaches the target), so a missing answer is never a number.
+
+``paired_efficiency`` applies the last two to every (model, seed) pair of an arm and the baseline in
+a ``curves.csv`` table (validation curves: ``val_value``), with either compute column.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 
 def _points(compute: Sequence[float], error: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -77,3 +81,37 @@ def time_to_accuracy_ratio(arm_compute: Sequence[float], arm_error: Sequence[flo
     target = float(by[-1])
     need = compute_to_reach(arm_compute, arm_error, target)
     return need / compute_to_reach(bx, by, target)
+
+
+PAIR_COLUMNS = ("model", "seed", "equal_compute", "time_ratio", "arm_compute", "baseline_start",
+                "baseline_compute", "arm_final", "baseline_final")
+
+
+def paired_efficiency(curves: pd.DataFrame, arm: str, baseline: str, column: str = "flops_total") -> pd.DataFrame:
+    """Equal-compute difference and time-to-accuracy ratio of ``arm`` against ``baseline``, per (model, seed).
+
+    Args:
+        curves: ``curves.csv`` rows of the fine-tuning runs on one pair of training sets.
+        arm: The compared arm.
+        baseline: The reference arm (its run has no upstream run, so both compute columns agree).
+        column: ``flops_total`` (every upstream stage counted) or ``flops`` (the run's own compute:
+            pre-training counted as a cost already paid).
+
+    Returns:
+        One row per pair present in both arms with one validation metric: ``PAIR_COLUMNS``
+        (``arm_compute``/``baseline_compute``: each curve's last compute, ``baseline_start`` the baseline's
+        first; ``*_final``: each curve's last error).
+    """
+    rows = []
+    for (model, seed), part in curves.groupby(["model", "seed"], sort=True):
+        mine, base = (part[part["arm"] == a].sort_values(column) for a in (arm, baseline))
+        if mine.empty or base.empty or set(mine["val_metric"]) != set(base["val_metric"]):
+            continue
+        curve, reference = (mine[column], mine["val_value"]), (base[column], base["val_value"])
+        rows.append({"model": model, "seed": seed, "equal_compute": equal_compute_difference(*curve, *reference),
+                     "time_ratio": time_to_accuracy_ratio(*curve, *reference),
+                     "arm_compute": float(mine[column].iloc[-1]), "baseline_start": float(base[column].iloc[0]),
+                     "baseline_compute": float(base[column].iloc[-1]),
+                     "arm_final": float(mine["val_value"].iloc[-1]),
+                     "baseline_final": float(base["val_value"].iloc[-1])})
+    return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))

@@ -2,7 +2,9 @@
 
 No pyplot (no global figure state); fixed size and DPI and no PNG software/date metadata, so the
 same tables give byte-identical figures. Every arm has one colour everywhere
-(``style.arm_colours``); bands and error bars are 95 % t-intervals over seeds.
+(``style.arm_colours``); bands and error bars are 95 % t-intervals over seeds, drawn light
+(``BAND_ALPHA``) so the lines behind them stay visible. Each figure has one legend, shared by its
+panels and placed outside every data area (``shared_legend``).
 """
 
 from __future__ import annotations
@@ -16,18 +18,21 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
 from pose_study.report import stats
+from pose_study.report.efficiency import error_at
 from pose_study.report.results import StudyResults
 from pose_study.report.style import (BASELINE_COLOUR, SYNTHETIC_LABEL, MetricStyle, arm_colours, arm_label,
-                                     metric_style)
+                                     metric_style, si)
 from pose_study.skeletons import CANONICAL
 
 DPI = 100
 PAGE_WIDTH_IN = 12.0  # widest figure that shows at about its natural size in the page
 THEME = {"style": "whitegrid", "context": "notebook"}
+BAND_ALPHA = 0.12
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,20 @@ def world_suffix(res: StudyResults, test: str | None) -> str:
     return f" — {SYNTHETIC_LABEL}" if test and res.source(test) == "synthetic" else ""
 
 
+def shared_legend(fig: MplFigure, axes: np.ndarray, extra: list[Line2D] = (), loc: str = "outside upper center",
+                  ncols: int | None = None) -> None:
+    """One legend for the whole figure, outside the panels: every labelled artist once (by label), then ``extra``."""
+    handles: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    for handle in extra:
+        handles.setdefault(handle.get_label(), handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc=loc, fontsize="small", frameon=False,
+                   ncols=ncols or min(len(handles), 4))
+
+
 # --- error vs model size --------------------------------------------------------------------------
 
 def size_figure(res: StudyResults) -> Figure | None:
@@ -82,7 +101,7 @@ def size_figure(res: StudyResults) -> Figure | None:
         ax.set_xscale("log")
         _model_ticks(ax, params)
         ax.set(xlabel="parameters (log scale)", ylabel=style.label, title=f"{test}{world_suffix(res, test)}")
-        ax.legend(fontsize="small")
+    shared_legend(fig, axes)
     alt = "Error against model size (parameters) for each arm, mean over seeds with 95% confidence bands."
     return Figure("size", encode(fig), alt)
 
@@ -96,29 +115,92 @@ def _line_with_band(ax: Axes, summary: pd.DataFrame, x: str, style: MetricStyle,
     band = summary.dropna(subset=["low", "high"])
     if not band.empty:
         low, high = ((band[c] * style.scale).clip(*style.display_range) for c in ("low", "high"))
-        ax.fill_between(band[x], low, high, color=colour, alpha=0.2, linewidth=0)
+        ax.fill_between(band[x], low, high, color=colour, alpha=BAND_ALPHA, linewidth=0)
 
 
 def _baseline_line(ax: Axes, value: float) -> None:
     if math.isfinite(value):
-        ax.axhline(value, color=BASELINE_COLOUR, linestyle="--", linewidth=1.2, label="mean training pose")
+        ax.axhline(value, color=BASELINE_COLOUR, linestyle=":", linewidth=1.4, label="mean training pose")
 
 
 def _model_ticks(ax: Axes, params: dict[str, float]) -> None:
-    labels = [f"{m}\n{p / 1e6:.3g} M" for m, p in params.items()]
+    labels = [f"{m}\n{si(p)}" for m, p in params.items()]
     ax.set_xticks(list(params.values()), labels, fontsize="small")
     ax.minorticks_off()
     lo, hi = min(params.values()), max(params.values())
     ax.set_xlim(lo / 1.4, hi * 1.4)
 
 
+# --- the first screen: each arm against the baseline at equal compute ----------------------------
+
+ANSWER_COLUMNS = 4  # panels per row of the answer figure
+
+
+def answer_figure(res: StudyResults) -> Figure | None:
+    """One panel per compared arm: its validation curve and the baseline's against total compute (every
+    upstream stage counted), one pair per model, mean over seeds; the equal-compute point marked."""
+    c = res.fine_tuning_curves()
+    base = res.baseline_arm
+    arms = [a for a in res.compared_arms if a in set(c["arm"])]
+    if c.empty or base not in set(c["arm"]) or not arms:
+        return None
+    metric = str(c.loc[c["arm"] == base, "val_metric"].iloc[0])
+    c, style, colours = c[c["val_metric"] == metric], metric_style(metric), arm_colours(res.arms)
+    cols = min(len(arms), ANSWER_COLUMNS)
+    rows = math.ceil(len(arms) / cols)
+    width = 3.2 * cols + 0.6 if cols > 2 else 4.4 * cols + 3.4  # few panels: the legend goes to their right
+    fig, axes = new_figure(width, 2.1 * rows + (0.5 if cols > 2 else 0.3), rows, cols, sharex=True, sharey=True)
+    for ax, arm in zip(axes.flat, arms):
+        for model in res.models:
+            mine, theirs = (_mean_curve(c[(c["model"] == model) & (c["arm"] == a)]) for a in (arm, base))
+            ax.plot(theirs["x"], theirs["mean"] * style.scale, color=colours[base], linestyle="--", linewidth=1.4,
+                    label=f"baseline: {arm_label(base)}")
+            ax.plot(mine["x"], mine["mean"] * style.scale, color=colours[arm], linewidth=2)
+            _equal_compute_mark(ax, mine, theirs, style, colours[arm], model)
+        _flops_axis(ax)
+        ax.set_title(arm_label(arm), fontsize="medium", color=colours[arm])
+    for ax in list(axes.flat)[len(arms):]:
+        ax.set_axis_off()
+    extra = [Line2D([], [], color=BASELINE_COLOUR, linewidth=2, label="the panel's arm (solid, in its colour)"),
+             Line2D([], [], color=BASELINE_COLOUR, marker="o", linestyle="-", markerfacecolor="white",
+                    label="equal compute: the arm's final error (filled)\nand the baseline's at that compute (open)")]
+    shared_legend(fig, axes, extra, *(("outside upper center", 3) if cols > 2 else ("outside right upper", 1)))
+    fig.supylabel(f"{style.label} on {res.training_sets[1]} val", fontsize="small")
+    fig.supxlabel("cumulative training FLOPs, every stage counted (log scale)", fontsize="small")
+    alt = ("For each arm, its validation error against total training compute beside the baseline's curve, one "
+           "pair of curves per model, with the equal-compute point marked.")
+    return Figure("answer", encode(fig), alt)
+
+
+def _mean_curve(part: pd.DataFrame) -> pd.DataFrame:
+    """Mean validation value over seeds per step, at the mean total compute of that step."""
+    summary = stats.summarise(part, ["step"], value="val_value")
+    summary["x"] = summary["step"].map(part.groupby("step")["flops_total"].mean())
+    return summary.sort_values("x").reset_index(drop=True)
+
+
+def _equal_compute_mark(ax: Axes, arm: pd.DataFrame, base: pd.DataFrame, style: MetricStyle, colour: str,
+                        model: str) -> None:
+    """The arm's final point and the baseline's error at that compute, joined; labelled with the model."""
+    if arm.empty:
+        return
+    x, y = float(arm["x"].iloc[-1]), float(arm["mean"].iloc[-1]) * style.scale
+    ax.plot([x], [y], marker="o", color=colour, markersize=6, zorder=4)
+    ax.annotate(model, (x, y), xytext=(4, -10), textcoords="offset points", fontsize="x-small", color=colour)
+    if base.empty:
+        return
+    at = error_at(base["x"], base["mean"], x) * style.scale
+    if math.isfinite(at):
+        ax.plot([x, x], [y, at], color=colour, linewidth=1, zorder=3)
+        ax.plot([x], [at], marker="o", color=BASELINE_COLOUR, markerfacecolor="white", markersize=6, zorder=4)
+
+
 # --- error vs cumulative compute ------------------------------------------------------------------
 
 def compute_figure(res: StudyResults) -> Figure | None:
     """Validation learning curves against cumulative FLOPs (pre-training included), one panel per model."""
-    d2, d3 = res.training_sets
-    c = res.curves[(res.curves["stage"] == "finetune_3d") & (res.curves["dataset_2d"] == d2)
-                   & (res.curves["dataset_3d"] == d3)]
+    d3 = res.training_sets[1]
+    c = res.fine_tuning_curves()
     if c.empty:
         return None
     reference = c[c["arm"] == res.baseline_arm] if res.baseline_arm in set(c["arm"]) else c
@@ -139,7 +221,9 @@ def compute_figure(res: StudyResults) -> Figure | None:
             _pretraining_mark(ax, part, colours[arm])
         _flops_axis(ax)
         ax.set(title=model)
-        ax.legend(fontsize="small")
+    mark = Line2D([], [], color=BASELINE_COLOUR, linestyle=":", linewidth=1.5,
+                  label="pre-training done (dotted, in the arm's colour)")
+    shared_legend(fig, axes, [mark])
     axes[0][0].set_ylabel(f"{style.label} on {d3} val")
     fig.supxlabel("cumulative training FLOPs, pre-training included (log scale)")
     alt = ("Validation error against cumulative training compute for each arm and model; the pre-trained "
@@ -148,9 +232,12 @@ def compute_figure(res: StudyResults) -> Figure | None:
 
 
 def _flops_axis(ax: Axes) -> None:
-    """Log axis with ticks at 1, 2, 5 × 10^k, labelled with SI prefixes (20G = 2·10¹⁰ FLOPs)."""
+    """Log axis labelled with SI prefixes (20G = 2·10¹⁰ FLOPs): ticks at 1, 2, 5 × 10^k, or at 10^k only when
+    the data span more than two decades (call after plotting)."""
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    low, high = ax.get_xlim()
+    subs = (1.0,) if high > 100 * low else (1.0, 2.0, 5.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.xaxis.set_major_formatter(EngFormatter(places=0, sep=""))
     ax.xaxis.set_minor_formatter(NullFormatter())
 
@@ -159,7 +246,7 @@ def _pretraining_mark(ax: Axes, curve: pd.DataFrame, colour: str) -> None:
     """A dotted vertical line where pre-training ended (the FLOPs carried into fine-tuning), if any."""
     prior = float((curve["flops_total"] - curve["flops"]).mean()) if len(curve) else 0.0
     if prior > 0:
-        ax.axvline(prior, color=colour, linestyle=":", linewidth=1.5, label="pre-training done")
+        ax.axvline(prior, color=colour, linestyle=":", linewidth=1.5)
 
 
 # --- error vs total training compute, every run ---------------------------------------------------
@@ -185,11 +272,11 @@ def strategies_figure(res: StudyResults) -> Figure | None:
             if not part.empty:
                 ax.scatter(part["flops"], part["value"] * style.scale, color=colours[arm], marker=markers[model],
                            s=46, edgecolors="white", linewidths=0.6, label=f"{arm_label(arm)} · {model}")
-    ax.set_xscale("log")
+    _flops_axis(ax)
     test = res.primary_test
     ax.set(xlabel="training FLOPs, all stages (log scale)", ylabel=f"{style.label} · {test}",
            title=f"{test}{world_suffix(res, test)}")
-    ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    shared_legend(fig, axes, loc="outside right upper", ncols=1)
     alt = ("MPJPE on the primary test set against total training FLOPs including pre-training and lifter "
            "training, one point per run, coloured by arm, marker by model.")
     return Figure("strategies", encode(fig), alt)
@@ -288,7 +375,7 @@ def _bar_panels(res: StudyResults, frame: pd.DataFrame, categories: list[str], m
         ax.tick_params(axis="x", labelrotation=60, labelsize="small")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_axis_off()
-    axes[0][0].legend(fontsize="small")
+    shared_legend(fig, axes[:1, :1])
     return Figure(fig_id, encode(fig), alt)
 
 
@@ -303,5 +390,5 @@ def _grouped_bars(ax: Axes, frame: pd.DataFrame, categories: list[str], arms: li
         low, high = ((s[c] * style.scale).clip(*style.display_range).to_numpy() for c in ("low", "high"))
         errors = np.nan_to_num(np.stack([mean - low, high - mean]))
         ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=errors, color=colours[arm],
-               label=arm_label(arm), error_kw={"elinewidth": 1, "capsize": 2})
+               label=arm_label(arm), error_kw={"elinewidth": 1, "capsize": 2, "ecolor": BASELINE_COLOUR})
     ax.set_xticks(x, categories)

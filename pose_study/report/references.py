@@ -1,8 +1,9 @@
 """Published reference numbers (``reports/reference_results.yaml``) beside the study's own numbers.
 
-Every reference names its dataset, protocol and source. Our numbers are shown with their test
-set and protocol; when the test data is synthetic they carry the synthetic-world label, so they
-never read as real-data results.
+Every reference names its dataset, protocol and source. Beside each stands our number of the same
+metric (the headline arm's largest model, with its test set); when the test data is synthetic the
+cell says "not comparable: synthetic world" instead, so no synthetic number reads as a real-data
+result.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import yaml
 
 from pose_study.report import stats
 from pose_study.report.results import StudyResults
+from pose_study.report.summary import headline_arm
 from pose_study.report.style import SYNTHETIC_LABEL, arm_label, fmt, metric_style
 from pose_study.report.tables import Cell, Table
 
@@ -48,50 +50,43 @@ def load_references(path: str | os.PathLike | None) -> list[dict]:
 
 
 def references_table(res: StudyResults, references: list[dict]) -> Table:
-    """Our numbers for every metric a reference uses (a row per metric and test set), then the references."""
-    table = Table("references",
-                  ["Whose", "System", "Metric", "Value", "Dataset", "Protocol", "Source / note"])
-    metrics = list(dict.fromkeys(r["metric"] for r in references)) or ["mpjpe"]
-    for metric in metrics:
-        for test in _tests_for(res, metric):
-            row = _our_row(res, test, metric)
-            if row:
-                table.add(row, "ours")
+    """The published numbers, each with its dataset and protocol, and beside it this study's number of the
+    same metric: for a real-data study, the headline arm's largest model on its test set; otherwise
+    "not comparable: synthetic world"."""
+    table = Table("references", ["System", "Metric", "Published", "Dataset", "Protocol", "This study, same metric",
+                                 "Source / note"])
     for r in references:
         value = f"{r.get('qualifier', '')}{r['value']} {r['unit']}".strip()
         note = r["source"] + ("" if r.get("verified", True) else " (unverified: check the original paper)")
         note += f" — {r['note']}" if r.get("note") else ""
-        table.add([Cell("published"), Cell(r["system"]), Cell(metric_style(r["metric"]).name), Cell(value),
-                   Cell(r["dataset"]), Cell(r["protocol"]), Cell(note)], "published")
+        table.add([Cell(r["system"]), Cell(metric_style(r["metric"]).name), Cell(value), Cell(r["dataset"]),
+                   Cell(r["protocol"]), ours_cell(res, r["metric"]), Cell(note)], "published")
     return table
+
+
+def ours_cell(res: StudyResults, metric: str) -> Cell:
+    """This study's number of ``metric`` on its test set of that kind, or why there is none to compare."""
+    tests = _tests_for(res, metric)
+    if not tests:
+        return Cell("— (no test set scored with it)", "na")
+    test = tests[0]
+    if res.source(test) == "synthetic":
+        return Cell(f"not comparable: {SYNTHETIC_LABEL}", "synthetic",
+                    f"this study's {test} comes from the {SYNTHETIC_LABEL}, not from real photographs")
+    frame = res.scores(test, metric)
+    params = res.params()
+    arm = headline_arm(res) or (res.arms[0] if res.arms else None)
+    models = [m for m in res.models if m in params and ((frame["model"] == m) & (frame["arm"] == arm)).any()]
+    if not models:
+        return Cell("— (no finished run)", "na")
+    model = max(models, key=params.get)
+    interval = stats.t_interval(frame.loc[(frame["arm"] == arm) & (frame["model"] == model), "value"])
+    style = metric_style(metric)
+    return Cell(f"{fmt(interval.mean * style.scale, style.decimals)} {style.unit}\n{arm_label(arm)} · {model} · {test}",
+                "lines", f"mean of {interval.n} seed(s); {OUR_PROTOCOLS.get(metric, metric)}")
 
 
 def _tests_for(res: StudyResults, metric: str) -> list[str]:
     if metric in ("pckh", "pck"):
         return [t for t in res.tests_2d if res.primary_metric(t) == metric]
     return [res.primary_test] if res.primary_test else []
-
-
-def _our_row(res: StudyResults, test: str, metric: str) -> list[Cell] | None:
-    """Our largest model's mean over seeds in every arm on ``test``, with its data labelled."""
-    frame = res.scores(test, metric)
-    params = res.params()
-    models = [m for m in res.models if m in params and (frame["model"] == m).any()]
-    if not models:
-        return None
-    model = max(models, key=params.get)
-    style = metric_style(metric)
-    values, seeds = [], set()
-    for arm in res.arms:
-        interval = stats.t_interval(frame.loc[(frame["arm"] == arm) & (frame["model"] == model), "value"])
-        if interval.n:
-            shown = fmt(interval.mean * style.scale, style.decimals)
-            values.append(f"{arm_label(arm)}: {shown} {style.unit}")
-            seeds.add(interval.n)
-    synthetic = res.source(test) == "synthetic"
-    dataset = Cell(f"{test} ({SYNTHETIC_LABEL})" if synthetic else test, "synthetic" if synthetic else "",
-                   "synthetic data: not comparable with real-data numbers" if synthetic else "")
-    n = "/".join(str(k) for k in sorted(seeds))
-    return [Cell("this study"), Cell(f"{model} (largest model), mean of n={n} seeds"), Cell(style.name),
-            Cell("\n".join(values), "lines"), dataset, Cell(OUR_PROTOCOLS.get(metric, metric)),
-            Cell("this report")]

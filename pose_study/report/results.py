@@ -154,6 +154,12 @@ class StudyResults:
                                      dataset_3d=r.dataset_3d, seed=int(r.seed)) for r in rows.itertuples())]
         return rows[list(tidy.ID_COLUMNS)].assign(value=values).reset_index(drop=True)
 
+    def fine_tuning_curves(self) -> pd.DataFrame:
+        """``curves.csv`` rows of the fine-tuning runs on ``training_sets`` (every arm, model and seed)."""
+        d2, d3 = self.training_sets
+        c = self.curves
+        return c[(c["stage"] == "finetune_3d") & (c["dataset_2d"] == d2) & (c["dataset_3d"] == d3)]
+
     def lifter_runs(self) -> pd.DataFrame:
         """``runs.csv`` rows of the lifter training and pose pre-training runs (every status)."""
         stages = ("pretrain_pose", "train_lifter")

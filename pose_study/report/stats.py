@@ -66,6 +66,19 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
     return Interval(mean, mean - half, mean + half, n)
 
 
+def ratio_interval(ratios: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Interval:
+    """Geometric mean of positive ``ratios`` with the t-interval of their logarithm, exponentiated.
+
+    A ratio's sampling distribution is skewed; on the log scale it is closer to symmetric, so the
+    interval is ``exp(mean(log r) ± t · s_log / √n)`` (asymmetric around the geometric mean).
+    Non-positive and non-finite ratios are ignored.
+    """
+    x = np.asarray(ratios, dtype=np.float64)
+    x = x[np.isfinite(x) & (x > 0)]
+    interval = t_interval(np.log(x), confidence)
+    return Interval(*(math.exp(v) for v in (interval.mean, interval.low, interval.high)), interval.n)
+
+
 def paired_differences(frame: pd.DataFrame, arm: str, baseline: str, value: str = "value",
                        keys: Sequence[str] = PAIR_KEYS) -> pd.DataFrame:
     """``arm − baseline`` for every pair present in both arms.

@@ -22,27 +22,17 @@ from pose_study.arms import ARMS
 from pose_study.plan import LIFTER_INITS
 from pose_study.report import stats
 from pose_study.report.results import StudyResults
-from pose_study.report.style import SYNTHETIC_LABEL, MetricStyle, arm_label, fmt, metric_style
+from pose_study.report.style import SYNTHETIC_LABEL, MetricStyle, arm_label, fmt, metric_style, si
 from pose_study.report.tables import Cell, Table, finished_seeds, interval_cell, verdict
 from pose_study.report.tidy import lifter_variant
 
 METRIC = "mpjpe"
 FLOPS_STYLE = MetricStyle("Training FLOPs, all stages", "FLOPs", 1.0, 3)
-SI_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
 def present(res: StudyResults) -> bool:
     """The section is shown when the study has an arm beyond the detector-only ones."""
     return bool(res.lifter_arms)
-
-
-def si(value: float) -> str:
-    """A count with an SI prefix and three significant digits (``2.61 G``); ``—`` for NaN."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    scale, prefix = next(((s, p) for s, p in SI_PREFIXES if abs(value) >= s), (1.0, ""))
-    shown = value / scale
-    return f"{fmt(shown, max(0, 2 - math.floor(math.log10(abs(shown)))) if shown else 0)} {prefix}".rstrip()
 
 
 # --- (a) every arm at its full cost -----------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Presentation conventions of the report: one colour per arm, metric names/units, number formats.
 
-Colours are the Okabe–Ito palette (safe for the common colour-vision deficiencies), one per arm of
-``pose_study.arms.ARMS`` in its order (the yellow, hard to see on white, is left out); an arm keeps
-its colour in every figure. Labels and sentence nouns come from the same table. Metrics are stored
-as the evaluate stage writes them (fractions for PCK-type metrics) and shown in the units below.
+Colours are the Okabe–Ito palette (safe for the common colour-vision deficiencies): orange for the
+baseline arm (``arms.BASELINE``), blue for ``pretrained_2d``, then one per other arm of
+``pose_study.arms.ARMS`` (the yellow, hard to see on white, replaced by Paul Tol's wine); an arm keeps
+its colour in every figure. Labels and sentence nouns come from the same table. Metrics are stored as the evaluate
+stage writes them (fractions for PCK-type metrics) and shown in the units below.
 """
 
 from __future__ import annotations
@@ -11,18 +12,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pose_study.arms import ARMS
+from pose_study.arms import ARMS, BASELINE
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-# ARMS order (3d_only, fusion_scratch, pretrained_2d, ft_2d, l2d_single, l2d_multi, apt_pose, mpt) → palette
-# entries; the 3D-only baseline orange and pretrained_2d blue as in every earlier report, fusion_scratch grey.
-_ARM_PALETTE = (OKABE_ITO[1], "#999999", OKABE_ITO[0], OKABE_ITO[2], OKABE_ITO[3], OKABE_ITO[4], OKABE_ITO[5],
-                OKABE_ITO[7])
-assert len(_ARM_PALETTE) == len(ARMS), "every arm needs a colour"
-ARM_COLOURS = dict(zip(ARMS, _ARM_PALETTE))
+WINE = "#882255"  # Paul Tol's, in place of Okabe–Ito's yellow
+# the baseline orange and pretrained_2d blue, as in every earlier report; fusion_scratch wine; the lifter
+# arms in ARMS order (black last: it is hard to see on the example images)
+ARM_COLOURS = {"3d_only": OKABE_ITO[1], "fusion_scratch": WINE, "pretrained_2d": OKABE_ITO[0], "ft_2d": OKABE_ITO[2],
+               "l2d_single": OKABE_ITO[3], "l2d_multi": OKABE_ITO[4], "apt_pose": OKABE_ITO[5], "mpt": OKABE_ITO[7]}
+assert set(ARM_COLOURS) == set(ARMS) and ARM_COLOURS[BASELINE] == OKABE_ITO[1], "every arm needs a colour"
 ARM_LABELS = {name: arm.label for name, arm in ARMS.items()}
 ARM_NOUNS = {name: arm.noun for name, arm in ARMS.items()}  # for sentences
-BASELINE_COLOUR = "#555555"
+BASELINE_COLOUR = "#8C8C8C"  # reference lines (mean training pose), not an arm
 TRUTH_COLOUR = "#FFFFFF"
 SYNTHETIC_LABEL = "synthetic world"
 
@@ -75,7 +76,7 @@ def metric_style(metric: str) -> MetricStyle:
 
 def arm_colours(arms: list[str]) -> dict[str, str]:
     """Colour of every arm: fixed ones for known arms, then the unused palette colours in order."""
-    spare = [c for c in OKABE_ITO if c not in ARM_COLOURS.values()]
+    spare = [c for c in (*OKABE_ITO, WINE) if c not in ARM_COLOURS.values() and c != OKABE_ITO[6]]  # no yellow
     out = {}
     for arm in arms:
         if arm in ARM_COLOURS:
@@ -100,6 +101,18 @@ def significant_decimals(value: float, digits: int = 3) -> int:
     if not math.isfinite(value) or value == 0:
         return digits - 1
     return max(0, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+SI_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def si(value: float) -> str:
+    """A count with an SI prefix and three significant digits (``2.61 G``, ``54.2 k``); ``—`` for NaN."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    scale, prefix = next(((s, p) for s, p in SI_PREFIXES if abs(value) >= s), (1.0, ""))
+    shown = value / scale
+    return f"{fmt(shown, max(0, 2 - math.floor(math.log10(abs(shown)))) if shown else 0)} {prefix}".rstrip()
 
 
 def fmt(value: float, decimals: int) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from pose_study.report import stats
 from pose_study.report.results import StudyResults
-from pose_study.report.style import MetricStyle, arm_label, fmt, metric_style, significant_decimals
+from pose_study.report.style import MetricStyle, arm_label, fmt, metric_style, si, significant_decimals
 
 COMPUTE_STYLE = MetricStyle("Compute incl. pre-training", "device-hours", 1.0, 3)
 
@@ -94,7 +94,7 @@ def headline(res: StudyResults) -> Table:
     table = Table("headline", ["Model", "Parameters", "Arm", "Seeds", *[c.header for c in columns]])
     params = res.params()
     for model in res.models:
-        size = fmt(params.get(model, math.nan) / 1e6, 3) + " M" if model in params else "—"
+        size = si(params[model]) if model in params else "—"
         for arm in res.arms:
             cells = [interval_cell(_over_seeds(values[c.key], arm, model), c.style,
                                    {"arm": arm, "model": model, "column": c.key, "kind": "mean"})

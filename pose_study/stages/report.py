@@ -6,8 +6,10 @@ splits (only the example images are read: ``{data}/{dataset}/{split}.h5``) and t
 reference numbers (``reports/reference_results.yaml``).
 
 Output: one self-contained HTML page (jinja2, autoescaped; figures as base64 PNG; inline CSS; no
-script and no external request, enforced by a Content-Security-Policy). Sections: question and
-answer, missing runs (when any), headline table, pre-training strategies (studies with lifter
+script and no external request, enforced by a Content-Security-Policy). Sections: the first screen
+(question, one figure of every arm against the baseline at equal compute, one compact table and the
+answer: a summary sentence and at most one sentence per arm), missing runs (when any), the
+headline table per model size (folded), pre-training strategies (studies with lifter
 arms: every arm at its full training cost, cross-lifter validation, the APTPose lifter against its
 scratch twin, the lifter runs), error vs model size, error vs compute, the
 cross-dataset matrix, per-joint/per-action errors, example images, baselines, published
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from pose_study._io import write_text
 from pose_study.report import figures, provenance, strategies, summary, tables
@@ -73,7 +76,9 @@ def build_context(res: StudyResults, paths: ReportPaths) -> dict[str, Any]:
         "synthetic": res.is_synthetic(), "synthetic_label": SYNTHETIC_LABEL, "colours": arm_colours(res.arms),
         "all_tests": res.tests_3d + res.tests_2d,
         "synthetic_tests": [t for t in res.tests_3d + res.tests_2d if res.source(t) == "synthetic"],
-        "question": summary.question(res), "answers": summary.answers(res),
+        "question": summary.question(res), "answers": summary.answers(res), "answer_table": summary.answer_table(res),
+        "answer_primary": res.primary_test,
+        "baseline_label": arm_label(res.baseline_arm) if res.baseline_arm else "none",
         "missing": tables.missing(res), "headline": tables.headline(res), "baselines": tables.baselines(res),
         "strategies": strategies_context(res),
         "references": references_table(res, load_references(paths.references)),
@@ -103,7 +108,8 @@ def strategies_context(res: StudyResults) -> dict[str, Any] | None:
 def build_figures(res: StudyResults, data: Path) -> dict[str, figures.Figure | None]:
     """Every figure of the page (None where the results do not allow it)."""
     return {
-        "size": figures.size_figure(res), "compute": figures.compute_figure(res),
+        "answer": figures.answer_figure(res), "size": figures.size_figure(res),
+        "compute": figures.compute_figure(res),
         "matrix": figures.matrix_figure(res), "per_joint": figures.per_joint_figure(res),
         "per_action": figures.per_action_figure(res), "examples": examples_figure(res, data),
     }
@@ -113,7 +119,14 @@ def render(context: dict[str, Any]) -> str:
     """The page: the package's template rendered with autoescaping (config text cannot inject markup)."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("pose_study.report", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=False, lstrip_blocks=False)
+    env.filters["break_after_slashes"] = break_after_slashes
     return env.get_template(TEMPLATE).render(**context)
+
+
+def break_after_slashes(text: str) -> Markup:
+    """``text`` escaped, with a line-break opportunity (``<wbr>``) after each ``/``: long names such as
+    ``transformer_tiny/scratch`` then wrap in a narrow table header instead of widening the table."""
+    return Markup.escape(text).replace("/", Markup("/<wbr>"))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -21,8 +21,9 @@ import scipy.stats
 from PIL import Image
 
 from pose_study.arms import ARMS
+from pose_study.plan import BASELINE_ARM
 from pose_study.report import provenance, stats, strategies, summary
-from pose_study.report.references import load_references
+from pose_study.report.references import load_references, references_table
 from pose_study.report.results import StudyResults
 from pose_study.report.style import fmt, significant_decimals
 from pose_study.stages import collect, report
@@ -164,7 +165,7 @@ def test_every_section_is_present(study):
     page = Page(html)
     assert set(SECTIONS) <= page.ids
     assert {"headline", "baselines", "references", "versions", "hardware", "jobs", "config-yaml"} <= page.ids
-    assert {"figure-size", "figure-compute", "figure-matrix", "figure-per_joint", "figure-per_action",
+    assert {"figure-answer", "answer", "figure-size", "figure-compute", "figure-matrix", "figure-per_joint", "figure-per_action",
             "figure-examples"} <= page.ids
     assert "missing-runs" not in page.ids
 
@@ -203,32 +204,95 @@ def expected_values(metrics: pd.DataFrame, runs: pd.DataFrame, cell: dict) -> np
     return (series.loc[arm].sort_index() - series.loc["3d_only"].sort_index()).to_numpy() * scale
 
 
-def test_answer_is_computed_from_the_data(study):
+def test_headline_answer_is_computed_from_the_data(study):
     tree, html = study
     m = pd.read_csv(tree.tables / "metrics.csv")
     m = m[(m["testset"] == "lab_test") & (m["metric"] == "mpjpe") & (m["variant"] == "model")
           & (m["scope"] == "total") & (m["stage"] == "finetune_3d")]
     m = m.set_index(["arm", "model", "seed"])["value"]
-    diff = (m.loc["pretrained_2d"] - m.loc["3d_only"]).to_numpy()
-    lowered = int(((m.loc["pretrained_2d"] - m.loc["3d_only"]).groupby("model").mean() < 0).sum())
+    diff = (m.loc["pretrained_2d"] - m.loc[BASELINE_ARM]).to_numpy()
     half = t_half_width(diff)
-    expected = (f"lowered MPJPE on lab_test for {lowered} of 2 model sizes compared with 3D-only training; "
-                f"mean paired difference {'+' if diff.mean() > 0 else ''}{fmt(diff.mean(), 1)} mm, 95% CI [{fmt(diff.mean() - half, 1)}, "
-                f"{fmt(diff.mean() + half, 1)}] over 4 model×seed pairs")
+    assert diff.mean() < 0
+    verdict = (": resolved." if half <= abs(diff.mean()) / 3 else
+               f": not resolved with these seeds (its half-width, {fmt(half, 1)} mm, exceeds a third of the effect).")
+    expected = (f"2D pre-training lowered MPJPE on lab_test (synthetic world) by {fmt(-diff.mean(), 1)} mm against "
+                f"3D-only training (95% CI [{fmt(diff.mean() - half, 1)}, {fmt(diff.mean() + half, 1)}] mm over 4 "
+                f"model×seed pairs){verdict}")
     assert expected in html
-    assert "the training FLOPs of 3D-only training" in html
 
 
-def test_equal_compute_needs_a_point_within_the_budget():
-    curves = pd.DataFrame({"stage": "finetune_3d", "dataset_2d": "w", "dataset_3d": "l", "model": "m",
-                           "seed": 0, "arm": ["p", "p", "s", "s"], "flops_total": [50.0, 60.0, 10.0, 40.0],
-                           "val_value": [1.0, 0.5, 3.0, 2.0], "val_metric": "mpjpe_mm"})
-    out = summary.equal_compute_differences(curves, "p", "s", ("w", "l"))
-    assert math.isnan(out["difference"].iloc[0])
-    curves.loc[0, "flops_total"] = 30.0
-    assert summary.equal_compute_differences(curves, "p", "s", ("w", "l"))["difference"].iloc[0] == -1.0
-    curves.loc[[0, 1], "val_metric"] = "error_2d_px"  # curves of different metrics are never compared
-    assert summary.equal_compute_differences(curves, "p", "s", ("w", "l")).empty
+@pytest.mark.parametrize("interval, expected", [
+    (stats.Interval(-10.0, -13.0, -7.0, 3), True),   # half-width 3 ≤ 10/3
+    (stats.Interval(-10.0, -14.0, -6.0, 3), False),  # half-width 4 > 10/3
+    (stats.Interval(2.0, -1.0, 5.0, 3), False),      # includes 0
+    (stats.Interval(-10.0, math.nan, math.nan, 1), False)], ids=["narrow", "wide", "zero", "one"])
+def test_resolved_needs_a_third_of_the_effect(interval, expected):
+    assert summary.resolved(interval) is expected
+
+
+def answer_cells(html: str) -> dict[tuple[str, str], dict]:
+    return {(c["data-arm"], c["data-column"]): c for c in Page(html).cells if c["table"] == "answer"
+            and "data-column" in c}
+
+
+def test_answer_table_is_computed_from_the_curves(study):
+    """Equal-compute Δ and time-to-accuracy per (model, seed), recomputed here with numpy from curves.csv."""
+    tree, html = study
+    curves = pd.read_csv(tree.tables / "curves.csv")
+    curves = curves[curves["stage"] == "finetune_3d"]
+    cells = answer_cells(html)
+    for key, column in (("total", "flops_total"), ("finetune", "flops")):
+        differences, ratios = [], []
+        for (model, seed), part in curves.groupby(["model", "seed"]):
+            arm, base = (part[part["arm"] == a].sort_values(column) for a in ("pretrained_2d", BASELINE_ARM))
+            x, y = arm[column].to_numpy(), arm["val_value"].to_numpy()
+            bx, by = base[column].to_numpy(), base["val_value"].to_numpy()
+            assert bx[0] <= x[-1] <= bx[-1]  # the baseline's curve reaches the arm's compute
+            differences.append(y[-1] - np.interp(x[-1], bx, by))
+            first = lambda cx, cy: np.interp(by[-1], cy[::-1], cx[::-1])  # monotone curves: the crossing
+            ratios.append(first(x, y) / bx[np.argmax(by <= by[-1])] if y.min() <= by[-1] else math.nan)
+        cell = cells[("pretrained_2d", f"equal_compute_{key}")]
+        assert float(cell["data-mean"]) == pytest.approx(np.mean(differences))
+        assert float(cell["data-high"]) - float(cell["data-mean"]) == pytest.approx(t_half_width(np.array(differences)))
+        assert cell["data-n"] == "4"
+        logs = np.log(ratios)
+        cell = cells[("pretrained_2d", f"time_ratio_{key}")]
+        assert float(cell["data-mean"]) == pytest.approx(math.exp(logs.mean()))
+        assert float(cell["data-low"]) == pytest.approx(math.exp(logs.mean() - t_half_width(logs)))
+    assert ("pretrained_2d", "delta_p_mpjpe") in cells and (BASELINE_ARM, "p_mpjpe") in cells  # P-MPJPE beside MPJPE
+    flops = cells[("pretrained_2d", "compute")]
+    assert float(flops["data-hours"]) > 0 and float(flops["data-flops"]) > 0
+
+
+def test_the_answer_is_short_and_every_arm_has_a_compute_answer(lifter_study):
+    tree, html = lifter_study
+    res = StudyResults.load(tree.config, tree.tables)
+    sentences = summary.answers(res)
+    assert len(sentences) <= len(res.compared_arms) + 1
+    assert all(s.count(". ") == 0 for s in sentences)  # one sentence each
+    assert not re.search(r"no equal-compute point|exceeded the .* budget", html)
+    cells = answer_cells(html)
+    for arm in res.compared_arms:
+        for column in ("equal_compute_total", "time_ratio_total", "equal_compute_finetune", "time_ratio_finetune"):
+            assert int(cells[(arm, column)]["data-n"]) == 2 and "[" in cells[(arm, column)]["text"], (arm, column)
+
+
+def test_a_baseline_curve_that_stops_short_is_said_in_its_cell(study):
+    tree, _ = study
+    res = StudyResults.load(tree.config, tree.tables)
+    c = res.curves
+    short = (c["arm"] == BASELINE_ARM) & (c["step"] > 20)
+    res.curves = c[~short]  # the baseline stops before the arm's compute
+    row = next(r for r in summary.answer_table(res).rows if r[0].text == "2D pre-trained")
+    equal = next(cell for cell in row if cell.data.get("column") == "equal_compute_total")
+    assert equal.text.startswith("baseline stops at") and "× this arm's compute" in equal.text
+    assert not any("equal" in s and "stops" in s for s in summary.answers(res))
+
+
+def test_parameters_read_in_k_or_m(study):
+    _, html = study
+    sizes = [c["text"] for c in Page(html).cells if c["table"] == "headline" and c["text"].endswith(" k")]
+    assert "54.2 k" in sizes and "106 k" in sizes and " M" not in Page(html).table_text("headline")
 
 
 def test_synthetic_numbers_are_labelled(study):
@@ -241,11 +305,25 @@ def test_synthetic_numbers_are_labelled(study):
     assert "64.55 mm" in references and "ECCV'18 challenge Val" in references
 
 
+def test_published_numbers_stand_beside_ours_or_say_not_comparable(study):
+    tree, html = study
+    rows = [c for c in Page(html).cells if c["table"] == "references"]
+    published = len(load_references(REFERENCES))
+    assert sum(c["text"] == "not comparable: synthetic world" for c in rows) == published  # every metric is scored
+    res = StudyResults.load(tree.config, tree.tables)
+    res.metrics = res.metrics.assign(source="real")  # the same numbers, as if the test data were real
+    table = references_table(res, [{"system": "S", "metric": "mpjpe", "value": 50.0, "unit": "mm", "dataset": "D",
+                                    "protocol": "P", "source": "X"}])
+    m = res.scores("lab_test", "mpjpe")
+    expected = m.loc[(m["arm"] == "pretrained_2d") & (m["model"] == "hg2_tiny"), "value"].mean()
+    assert table.rows[0][5].text == f"{fmt(expected, 1)} mm\n2D pre-trained · hg2_tiny · lab_test"
+
+
 def test_page_is_self_contained_and_images_decode(study):
     _, html = study
     page = Page(html)
     assert "script" not in page.tags and not re.search(r"(src|href)=\"(?!data:|#)", html)
-    assert "http://" not in html.split("<body>")[0] and len(page.images) == 6
+    assert "http://" not in html.split("<body>")[0] and len(page.images) == 7
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as image:
@@ -366,7 +444,7 @@ def test_cross_lifter_table_marks_the_lifters_in_each_loss(lifter_study):
     truth = metrics[(metrics["testset"] == "lab_test") & (metrics["metric"] == "mpjpe")
                     & (metrics["variant"] == "gt_2d:apt_tiny/pretrain_pose")].groupby("seed")["value"].mean()
     assert parse_shown(upper["text"])[0] == pytest.approx(truth.mean(), abs=0.05)
-    assert "transformer_tiny/scratch (held out)" in html and "ground-truth 2D (upper bound)" in html
+    assert "transformer_tiny/<wbr>scratch (held out)" in html and "ground-truth 2D (upper bound)" in html
 
 
 def _apt_differences(tree: ResultsTree) -> np.ndarray:
@@ -410,3 +488,26 @@ def test_sections_hide_without_lifter_data(lifter_study):
 def test_si_prefixes():
     assert [strategies.si(v) for v in (2.61e10, 1.234e12, 999.0, 5e5, math.nan)] == [
         "26.1 G", "1.23 T", "999", "500 k", "—"]
+
+
+def test_header_slashes_break_and_stay_escaped():
+    assert str(report.break_after_slashes("<b>a/b</b>")) == "&lt;b&gt;a/<wbr>b&lt;/<wbr>b&gt;"
+
+
+def test_headline_says_resolved_when_the_interval_is_narrow(study):
+    tree, _ = study
+    res = StudyResults.load(tree.config, tree.tables)
+    m = res.metrics
+    rows = (m["arm"] == "pretrained_2d") & (m["stage"] == "finetune_3d") & (m["variant"] == "model")
+    base = m[(m["arm"] == BASELINE_ARM) & (m["stage"] == "finetune_3d") & (m["variant"] == "model")]
+    shifted = m.loc[rows, [*tidy_keys(), "value"]].merge(base[[*tidy_keys(), "value"]], on=tidy_keys(),
+                                                         suffixes=("", "_base"))
+    offsets = np.array([-20.0, -21.0, -19.0, -20.5])  # mean −20.1, half-width ≈ 1.4 mm
+    m.loc[rows, "value"] = shifted["value_base"].to_numpy() + np.resize(offsets, rows.sum())
+    sentence = summary.headline_sentence(res, "pretrained_2d")
+    assert sentence.startswith("2D pre-training lowered MPJPE on lab_test (synthetic world) by ")
+    assert sentence.endswith(": resolved.")
+
+
+def tidy_keys() -> list[str]:
+    return ["model", "seed", "testset", "metric", "scope", "key"]
