@@ -77,6 +77,7 @@ MODELS: dict[str, ModelPreset] = {
     "hg1_small": ModelPreset(**_SMALL_HG, stacks=1),
     "hg2_small": ModelPreset(**_SMALL_HG, stacks=2),
     "hg3_small": ModelPreset(**_SMALL_HG, stacks=3),
+    "hg4_small": ModelPreset(**_SMALL_HG, stacks=4),
     # Simple Baselines, the seed's model (reference/seed_system.md §1.1).
     "resnet18": ModelPreset("resnet", block="basic", layers=(2, 2, 2, 2)),
     "resnet34": ModelPreset("resnet", block="basic", layers=(3, 4, 6, 3)),
