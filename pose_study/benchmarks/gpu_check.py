@@ -55,7 +55,7 @@ class Profile:
         model: Preset of the correctness runs.
         batch_size: Batch of the correctness runs.
         pretrain_steps: ``pretrain-2d`` steps.
-        fusion_steps, geometric_steps: ``finetune-3d`` steps (arm ``scratch``: both phases).
+        fusion_steps, geometric_steps: ``finetune-3d`` steps (arm ``fusion_scratch``: both phases).
         eval_every, eval_samples, log_every: Loop settings of the correctness runs.
         parallel: Correctness runs at once (they share the device; timings are not compared).
         run_timeout: Seconds one stage process may take.

@@ -74,7 +74,7 @@ class EvaluateSpec:
 
     Attributes:
         model: Preset id of the weights.
-        run: Identity of the evaluated run (its results path, e.g. ``finetune_3d/scratch/hg2/lab/seed0``).
+        run: Identity of the evaluated run (its results path, e.g. ``finetune_3d/3d_only/hg2/mpii/h36m/seed0``).
         batch_size: Evaluation batch size.
         flip_test: Average with the horizontally flipped image's prediction.
         device: ``auto``, ``cpu`` or ``cuda[:i]``.
