@@ -86,7 +86,8 @@ class Finetune3DSpec:
         budget: ``steps`` (run ``steps``) or ``compute_matched`` (``steps`` and ``geometric_steps`` give
             only the phases' proportion; the length comes from ``--budget-metrics``, see ``matched``).
         budget_flops: The FLOPs the run must reach, once resolved (0 before).
-        pretrained_backbone: Local ImageNet weights for the ResNet backbone of an arm from random init (3d_only, fusion_scratch), or None.
+        pretrained_backbone: Local ImageNet weights for the ResNet backbone of an arm that starts from the
+            backbone initialisation (``3d_only``, ``fusion_scratch``), or None.
         loop: Loop settings.
         guidance: Weights of the lifter arms' objectives (the config's ``guidance`` section).
     """
