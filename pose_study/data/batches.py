@@ -30,6 +30,7 @@ change (``reports/benchmarks.md`` has the measurements behind these choices).
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 import time
@@ -38,8 +39,9 @@ from concurrent.futures import ThreadPoolExecutor
 import h5py
 import numpy as np
 import torch
+from PIL import Image
 
-from pose_study.data.formats import FormatError, PoseSplit, decode_jpeg, read_info, read_split
+from pose_study.data.formats import FormatError, PoseSplit, read_info, read_split
 from pose_study.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Batch
 from pose_study.resources import MEMORY_ENV
 
@@ -200,8 +202,8 @@ class StreamedSplit:
         rows, inverse = np.unique(index, return_inverse=True)
         if len(rows) and (rows[0] < 0 or rows[-1] >= len(self)):
             raise IndexError(f"{self.path}: index out of range [0, {len(self)})")
-        if self.jpeg:
-            data = self._decode([self._images[i] for i in rows])
+        if self.jpeg:  # variable-length entries: one read of the sorted rows is 8x faster than one per row
+            data = self._decode(self._images[rows] if len(rows) else [])
         else:
             data = np.empty((len(rows), self._crop, self._crop, 3), np.uint8)
             for k, i in enumerate(rows):  # row by row: h5py's fancy indexing (and read_direct) are slower
@@ -212,7 +214,7 @@ class StreamedSplit:
         out = np.empty((len(blobs), self._crop, self._crop, 3), np.uint8)
 
         def one(i: int) -> None:
-            out[i] = decode_jpeg(blobs[i])
+            _decode_into(blobs[i], out[i], self.path)
 
         if self._pool is None:
             for i in range(len(blobs)):
@@ -226,6 +228,18 @@ class StreamedSplit:
         if self._pool is not None:
             self._pool.shutdown()
         self._h5.close()
+
+
+def _decode_into(blob: np.ndarray, out: np.ndarray, path: str) -> None:
+    """Decode one crop's JPEG bytes into ``out`` ([S, S, 3] uint8): ``decode_jpeg`` without its
+    RGB-to-RGB copy."""
+    with Image.open(io.BytesIO(blob)) as img:
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        if img.size != out.shape[1::-1]:
+            raise FormatError(f"{path}: a JPEG crop decodes to {img.size[0]}x{img.size[1]} px, "
+                              f"expected {out.shape[1]}x{out.shape[0]} (attribute crop_size)")
+        out[...] = np.asarray(img)
 
 
 def memory_budget() -> float:
@@ -265,8 +279,12 @@ def _labels(h5: h5py.File, path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def to_float_images(images_u8: torch.Tensor) -> torch.Tensor:
-    """``normalise_images`` (same values within float rounding) in one conversion and two in-place ops."""
-    x = images_u8.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+    """``normalise_images`` (same values within float rounding) in one conversion and two in-place ops.
+
+    The uint8 crops are made NCHW before the conversion: 3x faster on the CPU than converting
+    through the permuted view, with the same values.
+    """
+    x = images_u8.permute(0, 3, 1, 2).contiguous().to(torch.float32)
     scale, shift = _normalising_constants(x.device)
     return x.mul_(scale).sub_(shift)
 

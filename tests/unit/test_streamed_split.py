@@ -75,6 +75,26 @@ def test_a_streamed_split_rejects_indices_outside_it(tiny_world):
     streamed.close()
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_jpeg_decoding_threads_do_not_change_the_batch(jpeg_lab, threads):
+    held = SplitTensors.load(jpeg_lab, CPU)
+    streamed = StreamedSplit(jpeg_lab, CPU, threads=threads)
+    index = torch.tensor([39, 3, 3, 0, 21, 8, 30, 12])
+    _same(held.gather(index), streamed.gather(index))
+    streamed.close()
+
+
+def test_a_jpeg_crop_of_another_size_than_the_file_says_is_named(jpeg_lab, tmp_path):
+    path = tmp_path / "wrong_size.h5"
+    path.write_bytes(jpeg_lab.read_bytes())
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["crop_size"] = 32  # the crops are 64 px
+    streamed = StreamedSplit(path, CPU, threads=1)
+    with pytest.raises(FormatError, match=r"wrong_size.h5: a JPEG crop decodes to 64x64 px, expected 32x32"):
+        streamed.gather(torch.tensor([1]))
+    streamed.close()
+
+
 @pytest.mark.parametrize("encoding", ["raw", "jpeg"])
 def test_chunked_writes_equal_one_write(tiny_world, tmp_path, encoding):
     split = read_split(tiny_world["lab_val"])
