@@ -20,8 +20,9 @@ config key ``data_memory_mb`` like ``OMP_NUM_THREADS`` from a rule's threads, el
 ``DEFAULT_MEMORY_MB``). A larger split is
 returned as a ``StreamedSplit``: the labels stay in memory (≈ 0.4 KB per sample), the images stay
 on disk and each ``gather`` reads only the batch's crops, row by row in file order without
-HDF5's chunk cache (raw crops), or their JPEG bytes, decoded in a thread pool (PIL releases the
-GIL while decoding). The job's image memory is then a few batches, whatever the split's size; the file's
+HDF5's chunk cache (raw crops), or their JPEG bytes in one read of the sorted rows, decoded by
+libjpeg-turbo (simplejpeg) straight into the batch (in a thread pool when the job has more than
+one CPU thread). The job's image memory is then a few batches, whatever the split's size; the file's
 pages live in the OS page cache, which is not the process's memory. Both kinds give the same
 ``Batch`` for the same indices, so the draws, resumption and the on-device augmentation do not
 change (``reports/benchmarks.md`` has the measurements behind these choices).
@@ -30,7 +31,6 @@ change (``reports/benchmarks.md`` has the measurements behind these choices).
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import os
 import time
@@ -38,8 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
+import simplejpeg
 import torch
-from PIL import Image
 
 from pose_study.data.formats import FormatError, PoseSplit, read_info, read_split
 from pose_study.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Batch
@@ -231,15 +231,13 @@ class StreamedSplit:
 
 
 def _decode_into(blob: np.ndarray, out: np.ndarray, path: str) -> None:
-    """Decode one crop's JPEG bytes into ``out`` ([S, S, 3] uint8): ``decode_jpeg`` without its
-    RGB-to-RGB copy."""
-    with Image.open(io.BytesIO(blob)) as img:
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        if img.size != out.shape[1::-1]:
-            raise FormatError(f"{path}: a JPEG crop decodes to {img.size[0]}x{img.size[1]} px, "
-                              f"expected {out.shape[1]}x{out.shape[0]} (attribute crop_size)")
-        out[...] = np.asarray(img)
+    """Decode one crop's JPEG bytes straight into ``out`` ([S, S, 3] uint8, C-contiguous): the
+    pixels of ``formats.decode_jpeg``, without a copy."""
+    height, width = simplejpeg.decode_jpeg_header(blob)[:2]
+    if (width, height) != (out.shape[1], out.shape[0]):
+        raise FormatError(f"{path}: a JPEG crop decodes to {width}x{height} px, "
+                          f"expected {out.shape[1]}x{out.shape[0]} (attribute crop_size)")
+    simplejpeg.decode_jpeg(blob, colorspace="RGB", buffer=out)
 
 
 def memory_budget() -> float:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+
 import h5py
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pose_study.data.batches import SplitTensors, StreamedSplit, decoded_image_bytes
-from pose_study.data.formats import FormatError, SplitWriter, read_split, write_split
+from pose_study.data.formats import (FormatError, SplitWriter, decode_jpeg, encode_jpeg, read_split,
+                                     write_split)
 from pose_study.data.synthetic import split as synthetic_split
 from pose_study.data.synthetic.worlds import SynthesizeSpec
 from pose_study.train.detection import DetectorTask, TrainData, draw_batch
@@ -73,6 +77,18 @@ def test_a_streamed_split_rejects_indices_outside_it(tiny_world):
     with pytest.raises(IndexError, match="wild_val.h5"):
         streamed.gather(torch.tensor([0, 96]))
     streamed.close()
+
+
+@pytest.mark.parametrize("size", [31, 64, 128])
+def test_jpeg_crops_decode_to_the_pixels_pil_gives(size):
+    rng = np.random.default_rng(size)
+    smooth = np.cumsum(rng.integers(-3, 4, (size, size, 3)), axis=1)
+    image = np.clip(smooth + 128, 0, 255).astype(np.uint8)
+    blob = np.frombuffer(encode_jpeg(image), np.uint8)
+    with Image.open(io.BytesIO(blob.tobytes())) as img:
+        expected = np.asarray(img.convert("RGB"))
+    assert np.array_equal(decode_jpeg(blob), expected)
+    assert np.abs(expected.astype(int) - image).mean() < 8  # a real decode of this image
 
 
 @pytest.mark.parametrize("threads", [1, 3])
