@@ -200,7 +200,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-budget-mb", type=float, default=d.memory_budget_mb,
                         help="SplitTensors.load's budget (0: stream every split)")
     parser.add_argument("--decode-threads", type=int, default=d.decode_threads,
-                        help="JPEG decoding threads of a streamed split (0: its default, at most the CPU threads)")
+                        help="JPEG decoding threads of a streamed split (0: its default)")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--dir", type=Path, help="where the temporary splits go (default: the system's)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
