@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import resource
 import statistics
 import subprocess
@@ -63,6 +64,7 @@ class MemorySpec:
     rounds: int = 3
     workers: int = 1
     memory_budget_mb: float = 0.0
+    decode_threads: int = 0
     seed: int = 0
 
 
@@ -83,10 +85,14 @@ def make_split(path: Path, num_samples: int, crop_size: int, encoding: str, base
 def job(path: Path, spec: MemorySpec) -> dict:
     """One training job on ``path`` (run in its own process by ``run``): peak RSS, then data-path rates."""
     distributed.configure_threads(1)
+    load_before = os.getloadavg()[0]  # other processes' load: a busy machine moves the ratio
     device = torch.device("cpu")
     loop = LoopSpec(batch_size=spec.batch_size, seed=spec.seed, device="cpu")
     t0 = time.perf_counter()
     split = SplitTensors.load(path, device, memory_budget_mb=spec.memory_budget_mb)
+    if isinstance(split, StreamedSplit) and spec.decode_threads:
+        split.close()
+        split = StreamedSplit(path, device, threads=spec.decode_threads)
     task = DetectorTask(TrainData(val=split, train_2d=split), loop)
     generator = torch.Generator().manual_seed(spec.seed)
     torch.manual_seed(spec.seed)
@@ -107,7 +113,8 @@ def job(path: Path, spec: MemorySpec) -> dict:
                                                 loop.heatmap_sigma), spec))
         seed.append(_rate(lambda: next(it), spec))
     out.update(ours_img_per_s=statistics.median(ours), seed_img_per_s=statistics.median(seed),
-               data_ratio=statistics.median([a / b for a, b in zip(ours, seed)]))
+               data_ratio=statistics.median([a / b for a, b in zip(ours, seed)]),
+               load_before=load_before, load_after=os.getloadavg()[0])
     return out
 
 
@@ -162,13 +169,14 @@ def format_table(result: dict) -> str:
     """The results as a fixed-width text table (the command's output)."""
     c = result["config"]
     lines = [f"bench-memory: {c['model']}, {c['crop_size']} px, batch {c['batch_size']}, {c['steps']} training "
-             f"steps, memory budget {c['memory_budget_mb']} MiB, {c['workers']} seed-style worker(s), 1 thread",
+             f"steps, memory budget {c['memory_budget_mb']} MiB, {c['workers']} seed-style worker(s), "
+             f"1 thread, {c.get('decode_threads') or 'default'} decoding thread(s)",
              f"{'encoding':<9}{'crops':>8}{'file MiB':>10}{'streamed':>10}{'peak RSS MiB':>14}"
-             f"{'ours img/s':>12}{'seed img/s':>12}{'ratio':>8}"]
+             f"{'ours img/s':>12}{'seed img/s':>12}{'ratio':>8}{'load':>12}"]
     for r in result["rows"]:
         lines.append(f"{r['encoding']:<9}{r['size']:>8}{r['file_mb']:>10.0f}{str(r['streamed']):>10}"
                      f"{r['peak_rss_mb']:>14.0f}{r['ours_img_per_s']:>12.1f}{r['seed_img_per_s']:>12.1f}"
-                     f"{r['data_ratio']:>7.2f}x")
+                     f"{r['data_ratio']:>7.2f}x{r['load_before']:>6.2f}/{r['load_after']:<5.2f}")
     for encoding, growth in result["growth"].items():
         lines.append(f"{encoding}: peak RSS of the largest split vs the smallest: {growth:+.1%} "
                      f"(target <= +{TARGETS['rss_growth']:.0%})")
@@ -191,6 +199,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=d.workers, help="seed-style DataLoader workers")
     parser.add_argument("--memory-budget-mb", type=float, default=d.memory_budget_mb,
                         help="SplitTensors.load's budget (0: stream every split)")
+    parser.add_argument("--decode-threads", type=int, default=d.decode_threads,
+                        help="JPEG decoding threads of a streamed split (0: its default)")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--dir", type=Path, help="where the temporary splits go (default: the system's)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")

@@ -36,7 +36,8 @@ def write_video(path: Path, frames: int, size: tuple[int, int], codec: str) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         for i in range(frames):
             image = np.broadcast_to(colour(i), (size[1], size[0], 3)).copy()
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
@@ -88,6 +89,37 @@ def test_mpi3dhp_training_frames_come_from_the_avi(tmp_path):
 
 class _Spec:
     skip_bad_images = False
+
+
+@pytest.mark.parametrize("codec,decoded_packets", [("mjpeg", 4), ("mpeg4", 0)],
+                         ids=["intra-only", "inter-coded"])
+def test_only_the_kept_frames_of_an_intra_only_video_are_decoded(tmp_path, monkeypatch, codec,
+                                                                 decoded_packets):
+    video = tmp_path / "clip.avi"
+    write_video(video, 12, (48, 32), codec)
+    packets = []
+    original = ClipFrames._decode_packet
+    monkeypatch.setattr(ClipFrames, "_decode_packet", lambda self, p: packets.append(p) or original(self, p))
+    missing = tmp_path / "none"
+    with ClipFrames(video, lambda i: missing / f"{i}.jpg", _Spec(), ConvertReport("x", "train")) as clip:
+        assert [centre_index(np.asarray(clip.open(i))) for i in (0, 3, 4, 9)] == [0, 3, 4, 9]
+    assert len(packets) == decoded_packets  # mpeg4: every frame went through the decoder instead
+
+
+def test_mpi3dhp_frames_from_an_intra_only_avi_match_their_rows(tmp_path):
+    fx = write_mpi3dhp_train(tmp_path / "3dhp", frames=9, subjects=[1])
+    images = fx["root"] / "S1" / "Seq2" / "imageSequence"
+    for path in images.glob("img_4_*.jpg"):
+        path.unlink()
+    write_video(images / "video_4.avi", 9, (96, 64), "mjpeg")
+    report, split = convert_fixture("mpi_inf_3dhp", fx["root"], "train", tmp_path, crop_size=32, every_nth=3,
+                                    subjects=["S1"])
+    assert not report.skipped
+    rows = np.flatnonzero(split.clip == "S1/Seq2/cam4")
+    assert list(split.frame[rows]) == [0, 3, 6]
+    assert [centre_index(split.images[r]) for r in rows] == [0, 3, 6]
+    joints = fx["joints"][(1, 2, 4)]
+    np.testing.assert_allclose(split.joints_3d[rows][:, 0], joints[[0, 3, 6]][:, 4], atol=1e-3)
 
 
 def test_a_video_shorter_than_its_annotations_is_an_error_or_a_counted_skip(tmp_path):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+
 import h5py
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pose_study.data.batches import SplitTensors, StreamedSplit, decoded_image_bytes
-from pose_study.data.formats import FormatError, SplitWriter, read_split, write_split
+from pose_study.data.formats import (FormatError, SplitWriter, decode_jpeg, encode_jpeg, read_split,
+                                     write_split)
 from pose_study.data.synthetic import split as synthetic_split
 from pose_study.data.synthetic.worlds import SynthesizeSpec
 from pose_study.train.detection import DetectorTask, TrainData, draw_batch
@@ -72,6 +76,38 @@ def test_a_streamed_split_rejects_indices_outside_it(tiny_world):
     streamed = StreamedSplit(tiny_world["wild_val"], CPU, threads=1)
     with pytest.raises(IndexError, match="wild_val.h5"):
         streamed.gather(torch.tensor([0, 96]))
+    streamed.close()
+
+
+@pytest.mark.parametrize("size", [31, 64, 128])
+def test_jpeg_crops_decode_to_the_pixels_pil_gives(size):
+    rng = np.random.default_rng(size)
+    smooth = np.cumsum(rng.integers(-3, 4, (size, size, 3)), axis=1)
+    image = np.clip(smooth + 128, 0, 255).astype(np.uint8)
+    blob = np.frombuffer(encode_jpeg(image), np.uint8)
+    with Image.open(io.BytesIO(blob.tobytes())) as img:
+        expected = np.asarray(img.convert("RGB"))
+    assert np.array_equal(decode_jpeg(blob), expected)
+    assert np.abs(expected.astype(int) - image).mean() < 8  # a real decode of this image
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_jpeg_decoding_threads_do_not_change_the_batch(jpeg_lab, threads):
+    held = SplitTensors.load(jpeg_lab, CPU)
+    streamed = StreamedSplit(jpeg_lab, CPU, threads=threads)
+    index = torch.tensor([39, 3, 3, 0, 21, 8, 30, 12])
+    _same(held.gather(index), streamed.gather(index))
+    streamed.close()
+
+
+def test_a_jpeg_crop_of_another_size_than_the_file_says_is_named(jpeg_lab, tmp_path):
+    path = tmp_path / "wrong_size.h5"
+    path.write_bytes(jpeg_lab.read_bytes())
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["crop_size"] = 32  # the crops are 64 px
+    streamed = StreamedSplit(path, CPU, threads=1)
+    with pytest.raises(FormatError, match=r"wrong_size.h5: a JPEG crop decodes to 64x64 px, expected 32x32"):
+        streamed.gather(torch.tensor([1]))
     streamed.close()
 
 

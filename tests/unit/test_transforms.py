@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pose_study.data.transforms import (AugmentSpec, Batch, apply_affines, flip_intrinsics_check,
-                                        normalise_images, sample_affines)
+                                        normalise_images, sample_affines, sampling_grid)
 from pose_study.skeletons import CANONICAL
 
 S = 32
@@ -66,6 +67,17 @@ def test_image_content_moves_with_the_labels():
     peak = out.images[0, 0].argmax()
     y, x = divmod(int(peak), S)
     assert abs(x - float(out.joints_2d[0, 0, 0])) < 0.51 and abs(y - float(out.joints_2d[0, 0, 1])) < 0.51
+
+
+@pytest.mark.parametrize("size", [17, 64, 128, 256])
+def test_sampling_grid_is_affine_grid_bit_for_bit(size):
+    maps = sample_affines(8, torch.zeros(8, dtype=torch.bool),
+                          AugmentSpec(scale=0.3, rotation_deg=40, rotation_prob=1.0, flip_prob=0.5),
+                          torch.Generator().manual_seed(size))
+    inverse = torch.linalg.inv(maps)
+    theta = torch.cat([inverse, torch.zeros(8, 2, 1)], dim=2)
+    expected = F.affine_grid(theta, [8, 3, size, size], align_corners=False)
+    assert torch.equal(sampling_grid(inverse, size), expected)
 
 
 def test_sampling_is_seeded_and_3d_samples_are_not_rotated():
