@@ -369,6 +369,46 @@ class Plan:
         d2 = of.dataset_2d if self.reads_2d(stage, lifter, init) else NO_2D
         return RunKey(stage=stage, lifter=lifter, init=init, dataset_2d=d2, dataset_3d=of.dataset_3d, seed=of.seed)
 
+    # --- fairness -------------------------------------------------------------------------------
+
+    def known_samples(self, dataset: str, split: str = "train") -> int | None:
+        """Samples of a split when the config fixes them (synthetic worlds); None for real datasets
+        (known once converted)."""
+        d = self.datasets[dataset]
+        return d["samples"][split] if d["source"] == "synthetic" else None
+
+    def data_read(self, key: RunKey) -> dict[str, list[str]]:
+        """The training sets ``key`` itself reads, by role: ``2d`` (images with 2D labels), ``3d``
+        (images, or their ground-truth 2D, with 3D labels) and ``pose`` (pose-only sets).
+
+        Validation splits are not counted: they are no training data.
+        """
+        d2 = [key.dataset_2d] if key.dataset_2d not in ("", NO_2D) else []
+        if key.stage == "pretrain_2d":
+            return {"2d": d2, "3d": [], "pose": []}
+        if key.stage == "pretrain_pose":
+            return {"2d": d2, "3d": [] if self.train_pose else [key.dataset_3d], "pose": list(self.train_pose)}
+        return {"2d": d2 if key.stage == "finetune_3d" else [], "3d": [key.dataset_3d], "pose": []}
+
+    def fairness(self, key: RunKey) -> dict:
+        """What a fairness table needs of fine-tuning run ``key``, as planned.
+
+        Returns:
+            ``steps`` (the run's own), ``upstream_steps`` (every upstream run's, each once),
+            ``total_steps`` (their sum), ``data`` (``{"2d"|"3d"|"pose": {dataset: train samples or
+            None}}``: every training set the run and its upstream runs read) and ``upstream``
+            (the upstream runs' paths, upstream first).
+        """
+        upstream = self.upstream(key)
+        data: dict[str, dict[str, int | None]] = {"2d": {}, "3d": {}, "pose": {}}
+        for run in [key, *upstream]:
+            for role, sets in self.data_read(run).items():
+                data[role] |= {d: self.known_samples(d) for d in sets}
+        steps = self.spec(key)["steps"]
+        before = sum(self.spec(run)["steps"] for run in upstream)
+        return {"steps": steps, "upstream_steps": before, "total_steps": steps + before, "data": data,
+                "upstream": [run.path for run in upstream]}
+
     # --- evaluation -------------------------------------------------------------------------------
 
     def test_sets(self, kind: str | None = None) -> list[EvalSplit]:
