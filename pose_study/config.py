@@ -39,7 +39,6 @@ NATIVE_SPLITS: dict[str, dict[str, str]] = {
 # Pose-only datasets (motion capture, no images): the only ones ``train_pose`` takes, and only it.
 POSE_ONLY_WORLDS = ("mocap",)
 POSE_ONLY_REAL = ("cmu_mocap", "amass")
-POSE_ARMS = ("apt_pose", "mpt")  # the arms whose pose pre-training reads ``train_pose``
 NO_DATASET = "none"  # the 2D-set segment of a lifter run that reads no 2D set (``plan.RUN_PATTERNS``)
 
 
@@ -183,7 +182,8 @@ def _check_references(data: dict, where: str) -> None:
 
 
 def _check_pose_only(data: dict, where: str) -> None:
-    """``train_pose`` holds pose-only datasets, which play no other role; an arm must read them.
+    """``train_pose`` holds pose-only datasets, which play no other role (unused, and not made, when no
+    arm pre-trains from poses, e.g. ``--config 'arms=[scratch]'``).
 
     A pose-only set must hold no test subject's poses. The synthetic pool's subjects (``MC01``…)
     are none of the other worlds', and the real sources (CMU mocap, AMASS) share no capture with
@@ -206,9 +206,6 @@ def _check_pose_only(data: dict, where: str) -> None:
             if root is not None and datasets[test].get("root") == root:
                 raise ValueError(f"{where}: train_pose set {name!r} and test set {test!r} share the root {root!r}; "
                                  "a pose-only set must hold no test subject's poses")
-    if data["train_pose"] and not set(POSE_ARMS) & set(data["arms"]):
-        raise ValueError(f"{where}: train_pose is {data['train_pose']}, but no arm pre-trains from poses "
-                         f"({', '.join(POSE_ARMS)}); add one to arms or remove train_pose")
 
 
 def is_pose_only(dataset: dict) -> bool:

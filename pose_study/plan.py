@@ -223,7 +223,7 @@ class Plan:
         need = set()
         if dataset in self.train_2d or dataset in self.train_3d:
             need |= {"train", "val"}
-        if dataset in self.train_pose:
+        if dataset in self.train_pose and self.pose_pretrained_lifters():  # read by pose pre-training only
             need.add("train")
         if dataset in self.config["test_2d"]:
             need.add("val")

@@ -47,14 +47,20 @@ def two_2d_sets() -> dict:
     (lambda d: d.update(test_3d=["lab", "mocap"]), r"test_3d names 'mocap', a pose-only dataset"),
     (lambda d: d.update(train_pose=["lab"]), r"train_pose names 'lab', which is not pose-only"),
     (lambda d: d.update(train_pose=["pool"]), r"train_pose names dataset 'pool', which is not under datasets"),
-    (lambda d: d.update(arms=["scratch", "pretrained_2d"]), r"train_pose is \['mocap'\], but no arm pre-trains"),
     (lambda d: d["datasets"].update(none={"source": "synthetic", "world": "lab"}), r"datasets.none: the id 'none'"),
-], ids=["pose-only-as-3d", "pose-only-as-test", "images-as-pose", "unknown", "no-pose-arm", "reserved-id"])
+], ids=["pose-only-as-3d", "pose-only-as-test", "images-as-pose", "unknown", "reserved-id"])
 def test_pose_only_role_errors_name_the_key(change, message):
     data = smoke()
     change(data)
     with pytest.raises(ValueError, match=message):
         cfg.validate_config(data)
+
+
+def test_pose_sets_are_not_made_without_a_pose_pretraining_arm():
+    data = smoke()
+    data["arms"] = ["scratch", "pretrained_2d", "ft_2d"]  # e.g. --config 'arms=[...]' on the smoke study
+    plan = Plan(cfg.validate_config(data))
+    assert plan.splits("mocap") == [] and not [j for j in plan.data_jobs() if "/mocap/" in j.outputs[0]]
 
 
 def test_a_real_pose_set_on_a_test_sets_root_is_refused():
