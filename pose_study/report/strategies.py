@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pose_study.arms import ARMS
-from pose_study.plan import SCRATCH_TOTAL
+from pose_study.plan import NO_2D, SCRATCH_TOTAL
 from pose_study.report import stats
 from pose_study.report.results import StudyResults
 from pose_study.report.style import SYNTHETIC_LABEL, MetricStyle, arm_label, fmt, metric_style
@@ -282,15 +282,17 @@ def _signed(value: float) -> str:
 def lifter_runs(res: StudyResults) -> Table:
     """Lifter training and pose pre-training runs: final validation error over seeds, size, cost."""
     runs = res.lifter_runs()
-    table = Table("lifter_runs", ["Stage", "Lifter", "Init", "3D data", "Seeds", "Final validation error",
+    table = Table("lifter_runs", ["Stage", "Lifter", "Init", "2D data", "3D data", "Seeds", "Final validation error",
                                   "Parameters", "FLOPs / sample", "Training FLOPs (own)"])
-    for (stage, lifter, init, d3), part in runs.groupby(["stage", "lifter", "init", "dataset_3d"], sort=False):
+    groups = runs.groupby(["stage", "lifter", "init", "dataset_2d", "dataset_3d"], sort=False)
+    for (stage, lifter, init, d2, d3), part in groups:
         ok = part[part["status"] == "ok"]
         metric = str(ok["final_metric"].iloc[0]) if len(ok) else METRIC
         world = f" · {SYNTHETIC_LABEL}" if res.config["datasets"].get(d3, {}).get("source") == "synthetic" else ""
         final = interval_cell(stats.t_interval(ok["final_value"]), metric_style(metric),
                               {"stage": stage, "lifter": lifter, "init": init})
-        table.add([Cell(stage), Cell(lifter), Cell(init or "—"), Cell(f"{d3} val{world}"),
+        table.add([Cell(stage), Cell(lifter), Cell(init or "—"), Cell(d2 if d2 not in ("", NO_2D) else "—"),
+                   Cell(f"{d3} val{world}"),
                    Cell(f"{len(ok)}/{len(part)}"),
                    Cell(final.text + (f" ({metric_style(metric).unit})" if final.text != "—" else ""), final.css,
                         final.title, final.data),

@@ -49,3 +49,12 @@ def test_apt_sentence_compares_at_equal_fine_tuning_and_equal_total_steps(res):
             f"{STEPS['pretrain_pose']} + {STEPS['train_lifter']}): {fmt(total, 1)} mm MPJPE from ground-truth 2D") \
         in sentence
     assert len(per_seed["scratch_total"]) == 2  # both seeds scored the scratch_total lifter
+
+
+def test_lifter_runs_table_names_the_2d_set_of_each_lifter_run(res):
+    table = strategies.lifter_runs(res)
+    column = table.columns.index("2D data")
+    shown = {(row[0].text, row[1].text, row[2].text): row[column].text for row in table.rows}
+    assert shown[("pretrain_pose", "apt_tiny", "—")] == "wild_mpii"
+    assert shown[("train_lifter", "apt_tiny", "pretrain_pose")] == "wild_mpii"
+    assert shown[("train_lifter", "apt_tiny", "scratch_total")] == shown[("pretrain_pose", "mpt_tiny", "—")] == "—"
