@@ -158,8 +158,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def _check_references(data: dict, where: str) -> None:
     datasets = data["datasets"]
     if NO_DATASET in datasets:
-        raise ValueError(f"{where}: datasets.{NO_DATASET}: the id {NO_DATASET!r} is reserved (result paths use it "
-                         "for 'no 2D set'); rename the dataset")
+        raise ValueError(f"{where}: datasets.{NO_DATASET}: the id {NO_DATASET!r} is reserved (result paths use "
+                         "it for 'no 2D set'); rename the dataset")
     for key in ("train_2d", "train_3d", "test_3d", "test_2d", "train_pose"):
         for name in data[key]:
             if name not in datasets:
@@ -204,8 +204,8 @@ def _check_pose_only(data: dict, where: str) -> None:
         root = datasets[name].get("root")
         for test in (*data["test_3d"], *data["test_2d"]):
             if root is not None and datasets[test].get("root") == root:
-                raise ValueError(f"{where}: train_pose set {name!r} and test set {test!r} share the root {root!r}; "
-                                 "a pose-only set must hold no test subject's poses")
+                raise ValueError(f"{where}: train_pose set {name!r} and test set {test!r} share the root "
+                                 f"{root!r}; a pose-only set must hold no test subject's poses")
 
 
 def is_pose_only(dataset: dict) -> bool:
@@ -217,8 +217,8 @@ def is_pose_only(dataset: dict) -> bool:
 
 def _check_real_splits(data: dict, where: str) -> None:
     """Every role a real dataset plays needs a split of its own for that role."""
-    roles = {"train_2d": ("train", "val"), "train_3d": ("train", "val"), "test_2d": ("val",), "test_3d": ("test",),
-             "train_pose": ("train",)}
+    roles = {"train_2d": ("train", "val"), "train_3d": ("train", "val"), "test_2d": ("val",),
+             "test_3d": ("test",), "train_pose": ("train",)}
     for key, splits in roles.items():
         for name in data[key]:
             d = data["datasets"][name]

@@ -57,8 +57,8 @@ SPLITS = ("train", "val", "test")
 SPLIT_3D_TEST = "test"
 SPLIT_2D_TEST = "val"
 # How a train_lifter run starts: from scratch, from pose pre-training, or from scratch for the pre-trained
-# run's total steps (pretrain_pose.steps + train_lifter.steps; the sequence lifter only, for the APT comparison
-# at equal total steps).
+# run's total steps (pretrain_pose.steps + train_lifter.steps; the sequence lifter only, for the APT
+# comparison at equal total steps).
 LIFTER_INITS = ("scratch", "pretrain_pose", "scratch_total")
 SCRATCH_TOTAL = "scratch_total"
 NO_2D = NO_DATASET  # ``dataset2d`` of a lifter run that reads no 2D set
@@ -335,11 +335,11 @@ class Plan:
             runs += [RunKey(stage="pretrain_2d", model=m, dataset_2d=d2, seed=s)
                      for m in self.models for d2 in self.train_2d for s in seeds]
         runs += [RunKey(stage="pretrain_pose", lifter=lifter, dataset_2d=d2, dataset_3d=d3, seed=s)
-                 for lifter in self.pose_pretrained_lifters() for d2 in self.lifter_2d_sets("pretrain_pose", lifter)
-                 for d3 in self.train_3d for s in seeds]
+                 for lifter in self.pose_pretrained_lifters()
+                 for d2 in self.lifter_2d_sets("pretrain_pose", lifter) for d3 in self.train_3d for s in seeds]
         runs += [RunKey(stage="train_lifter", lifter=lifter, init=init, dataset_2d=d2, dataset_3d=d3, seed=s)
-                 for lifter, init in self.trained_lifters() for d2 in self.lifter_2d_sets("train_lifter", lifter, init)
-                 for d3 in self.train_3d for s in seeds]
+                 for lifter, init in self.trained_lifters()
+                 for d2 in self.lifter_2d_sets("train_lifter", lifter, init) for d3 in self.train_3d for s in seeds]
         runs += [RunKey(stage="finetune_3d", arm=arm, model=m, dataset_2d=d2, dataset_3d=d3, seed=s)
                  for arm in self.arms for m in self.models for d2 in self.train_2d for d3 in self.train_3d
                  for s in seeds]
@@ -365,9 +365,11 @@ class Plan:
                       for stage, lifter, init in upstream_lifter_runs(arm, self.lifters)]
 
     def _lifter_key(self, stage: str, lifter: str, init: str, of: RunKey) -> RunKey:
-        """The lifter run of fine-tuning run ``of``: its 3D set and seed, and its 2D set if the lifter reads one."""
+        """The lifter run of fine-tuning run ``of``: its 3D set and seed, and its 2D set if the lifter
+        reads one."""
         d2 = of.dataset_2d if self.reads_2d(stage, lifter, init) else NO_2D
-        return RunKey(stage=stage, lifter=lifter, init=init, dataset_2d=d2, dataset_3d=of.dataset_3d, seed=of.seed)
+        return RunKey(stage=stage, lifter=lifter, init=init, dataset_2d=d2, dataset_3d=of.dataset_3d,
+                      seed=of.seed)
 
     # --- fairness -------------------------------------------------------------------------------
 
@@ -387,7 +389,8 @@ class Plan:
         if key.stage == "pretrain_2d":
             return {"2d": d2, "3d": [], "pose": []}
         if key.stage == "pretrain_pose":
-            return {"2d": d2, "3d": [] if self.train_pose else [key.dataset_3d], "pose": list(self.train_pose)}
+            poses = [] if self.train_pose else [key.dataset_3d]
+            return {"2d": d2, "3d": poses, "pose": list(self.train_pose)}
         return {"2d": d2 if key.stage == "finetune_3d" else [], "3d": [key.dataset_3d], "pose": []}
 
     def fairness(self, key: RunKey) -> dict:
@@ -495,8 +498,8 @@ class Plan:
             validation = [(lifters["sequence"], "pretrain_pose")]
         guides = [(g, "scratch") for g in arm.guide_lifters(lifters["guide"])] or validation
         if guides:
-            inputs["guide_lifters"] = [self.run_file(self._lifter_key("train_lifter", g, init, key), "model.pt")
-                                       for g, init in guides]
+            inputs["guide_lifters"] = [
+                self.run_file(self._lifter_key("train_lifter", g, init, key), "model.pt") for g, init in guides]
         if arm.lifted_by == "heatmap":
             heatmap = self._lifter_key("pretrain_pose", lifters["heatmap"], "", key)
             inputs["lifter_init"] = self.run_file(heatmap, "model.pt")

@@ -203,8 +203,8 @@ def apt_sentence(res: StudyResults) -> str | None:
                f"on {test}{world} {_steps_text(res, seq)}")
     text = _apt_comparison(res, arm, seq, "scratch", subject)
     if f"{seq}/{SCRATCH_TOTAL}" in res.evaluation_lifters():
-        text += " " + _apt_comparison(res, arm, seq, SCRATCH_TOTAL,
-                                      f"At equal total steps it {{verb}} the scratch lifter {_total_steps_text(res, seq)}")
+        subject = f"At equal total steps it {{verb}} the scratch lifter {_total_steps_text(res, seq)}"
+        text += " " + _apt_comparison(res, arm, seq, SCRATCH_TOTAL, subject)
     return text
 
 
@@ -224,8 +224,10 @@ def _apt_comparison(res: StudyResults, arm: str, seq: str, scratch: str, subject
     return text + caveat + "."
 
 
-def _lifter_pairs(res: StudyResults, arm: str, seq: str, gt_2d: bool, scratch: str = "scratch") -> pd.DataFrame:
-    """Per (model, seed) of ``arm``: MPJPE of ``seq``/pretrain_pose − ``seq``/``scratch`` on the primary test."""
+def _lifter_pairs(res: StudyResults, arm: str, seq: str, gt_2d: bool,
+                  scratch: str = "scratch") -> pd.DataFrame:
+    """Per (model, seed) of ``arm``: MPJPE of ``seq``/pretrain_pose − ``seq``/``scratch`` on the primary
+    test."""
     frames = []
     for init in ("pretrain_pose", scratch):
         scores = res.scores(res.primary_test, METRIC, lifter_variant(f"{seq}/{init}", gt_2d))
@@ -264,7 +266,8 @@ def _total_steps_text(res: StudyResults, seq: str) -> str:
         return f"({SCRATCH_TOTAL}; steps unknown)"
     pre_tuned = f"{int(pre.max())} + {int(tuned.max())}"
     equal = "" if int(total.max()) == int(pre.max()) + int(tuned.max()) else ", unequal"
-    return f"trained for {int(total.max())} steps ({SCRATCH_TOTAL}; pose pre-training + fine-tuning {pre_tuned}{equal})"
+    return (f"trained for {int(total.max())} steps ({SCRATCH_TOTAL}; pose pre-training + fine-tuning "
+            f"{pre_tuned}{equal})")
 
 
 def _ci(interval: stats.Interval, unit: str) -> str:
@@ -282,8 +285,8 @@ def _signed(value: float) -> str:
 def lifter_runs(res: StudyResults) -> Table:
     """Lifter training and pose pre-training runs: final validation error over seeds, size, cost."""
     runs = res.lifter_runs()
-    table = Table("lifter_runs", ["Stage", "Lifter", "Init", "2D data", "3D data", "Seeds", "Final validation error",
-                                  "Parameters", "FLOPs / sample", "Training FLOPs (own)"])
+    table = Table("lifter_runs", ["Stage", "Lifter", "Init", "2D data", "3D data", "Seeds",
+                                  "Final validation error", "Parameters", "FLOPs / sample", "Training FLOPs (own)"])
     groups = runs.groupby(["stage", "lifter", "init", "dataset_2d", "dataset_3d"], sort=False)
     for (stage, lifter, init, d2, d3), part in groups:
         ok = part[part["status"] == "ok"]

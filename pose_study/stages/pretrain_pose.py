@@ -1,17 +1,16 @@
 """Stage ``pretrain_pose``: pre-training a lifter from poses alone (no images).
 
 * ``apt`` lifters (APTPose, Yang et al.): hierarchical masked pose modeling on 2D pose sequences of
-  the 3D training split (or of the pose-only sets, below), with temporal masking (``temporal_mask_ratio`` of the frames hidden
-  from the encoder, filled by the padding decoder) (``lifters.pretraining.apt_pretrain_loss``:
-  λ_3D · 3D reconstruction + λ_2D · reprojection, learned or analytic per the lifter's
-  ``reprojection`` option). With ``--train-2d`` datasets, half of every batch are 2D-only images made
-  into short sequences by repetition with noise and jitter (``sequences_from_images``), supervised
-  by reprojection only.
+  the 3D training split (or of the pose-only sets, below), with temporal masking
+  (``temporal_mask_ratio`` of the frames hidden from the encoder, filled by the padding decoder)
+  (``lifters.pretraining.apt_pretrain_loss``: λ_3D · 3D reconstruction + λ_2D · reprojection,
+  learned or analytic per the lifter's ``reprojection`` option). With ``--train-2d`` datasets, half
+  of every batch are 2D-only images made into short sequences by repetition with noise and jitter
+  (``sequences_from_images``), supervised by reprojection only.
 * ``mpt`` lifters (MPT, Lin et al.): Gaussian heatmaps synthesised from the 3D training poses (or the
-  pose-only sets') through
-  virtual cameras (the paper's 4 fixed ones, or random), with masked joints, noise and jitter
-  (``mpt_pretrain_loss``), at the detector's heatmap σ (the plan gives every pose stage's loop
-  ``finetune_3d.loop.heatmap_sigma``, ``plan.Plan.detector_heatmap_sigma``).
+  pose-only sets') through virtual cameras (the paper's 4 fixed ones, or random), with masked
+  joints, noise and jitter (``mpt_pretrain_loss``), at the detector's heatmap σ (the plan gives
+  every pose stage's loop ``finetune_3d.loop.heatmap_sigma``, ``plan.Plan.detector_heatmap_sigma``).
 
 Pose-only sets (``--train-pose``, repeatable; the study's ``train_pose`` role: motion capture without
 images, e.g. a synthetic ``mocap`` pool, CMU mocap or AMASS) replace ``--train-3d`` as the source of
@@ -193,8 +192,8 @@ def concat_pose_data(parts: list[PoseData]) -> PoseData:
     if parts[0].windows is not None:
         offsets = [sum(len(q) for q in parts[:i]) for i in range(len(parts))]
         windows = torch.cat([p.windows + offset for p, offset in zip(parts, offsets)])
-    return PoseData(parts[0].info, *(torch.cat([getattr(p, n) for p in parts]) for n in names), parts[0].crop_size,
-                    windows)
+    columns = (torch.cat([getattr(p, n) for p in parts]) for n in names)
+    return PoseData(parts[0].info, *columns, parts[0].crop_size, windows)
 
 
 def viewed_sampler(spec: PretrainPoseSpec, poses: PoseData, frames: int, crop_size: int):
@@ -204,7 +203,8 @@ def viewed_sampler(spec: PretrainPoseSpec, poses: PoseData, frames: int, crop_si
     def sample(batch_size: int, generator: torch.Generator) -> PoseBatch:
         from pose_study.lifters import pretraining
 
-        return pretraining.view_sequences(draw(batch_size, generator), crop_size, generator, spec.virtual_cameras)
+        sequences = draw(batch_size, generator)
+        return pretraining.view_sequences(sequences, crop_size, generator, spec.virtual_cameras)
 
     return sample
 
@@ -215,10 +215,11 @@ def load_poses(train_3d: Path | None, train_pose: list[Path], device: torch.devi
     the 3D training split."""
     if not train_pose:
         if train_3d is None:
-            raise ValueError("pretrain_pose needs its poses: --train-3d (a 3D training split) or --train-pose "
-                             "(pose-only sets)")
+            raise ValueError("pretrain_pose needs its poses: --train-3d (a 3D training split) or "
+                             "--train-pose (pose-only sets)")
         return PoseData.load(train_3d, device, frames)
-    pooled = concat_pose_data([replace(PoseData.load(p, device, frames), crop_size=crop_size) for p in train_pose])
+    parts = [replace(PoseData.load(p, device, frames), crop_size=crop_size) for p in train_pose]
+    pooled = concat_pose_data(parts)
     if not pooled.has_3d:
         raise ValueError(f"pretrain_pose: the pose-only sets {[str(p) for p in train_pose]} hold no 3D poses")
     return pooled
@@ -267,7 +268,8 @@ def run(spec: PretrainPoseSpec, train_3d: Path | None, val_3d: Path, train_2d: l
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", required=True, help="PretrainPoseSpec as inline JSON or a spec.json path")
-    parser.add_argument("--train-3d", type=Path, help="3D training split (.h5): the poses (without --train-pose)")
+    parser.add_argument("--train-3d", type=Path,
+                        help="3D training split (.h5): the poses (without --train-pose)")
     parser.add_argument("--train-pose", type=Path, action="append", default=[],
                         help="pose-only split (.h5), repeatable: the poses, pooled, instead of --train-3d")
     parser.add_argument("--val-3d", type=Path, required=True, help="3D validation split (.h5)")

@@ -136,7 +136,8 @@ def _spaced(n: int, count: int) -> torch.Tensor:
 
 @torch.no_grad()
 def validate_sequence(model: torch.nn.Module, val: SplitTensors, max_samples: int, batch_size: int,
-                      lifter: torch.nn.Module, windows: torch.Tensor, beta: float = 100.0) -> tuple[str, float]:
+                      lifter: torch.nn.Module, windows: torch.Tensor,
+                      beta: float = 100.0) -> tuple[str, float]:
     """MPJPE (mm) of a T-frame sequence lifter fed with the detector's soft-argmax 2D of whole windows.
 
     ``max_samples // T`` evenly spaced samples (at least one) are scored at their window's centre,
@@ -168,7 +169,8 @@ def validate_sequence(model: torch.nn.Module, val: SplitTensors, max_samples: in
     position = torch.full((len(val),), -1, dtype=torch.int64)
     position[rows] = torch.arange(len(rows))
     own = position[centres]
-    local = torch.arange(len(rows))[:, None].expand(-1, windows.shape[1]).clone()  # rows not scored: themselves
+    # rows that are not scored get a window of themselves
+    local = torch.arange(len(rows))[:, None].expand(-1, windows.shape[1]).clone()
     local[own] = position[windows[centres]]
     valid = torch.ones(joints_2d.shape[:2], dtype=torch.bool)
     pose = lift(lifter, joints_2d, valid, windows=local)[own].float() * 1000.0
