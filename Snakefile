@@ -6,8 +6,8 @@
 # results/{study}/
 #   data/{dataset}/{split}.h5                                      synthesize | download + convert
 #   pretrain_2d/{model}/{dataset2d}/seed{seed}/                     pretrain_2d  (model.pt, metrics.json, curve.csv, spec.json)
-#   pretrain_pose/{lifter}/{dataset3d}/seed{seed}/                  pretrain_pose (same files)
-#   train_lifter/{lifter}/{init}/{dataset3d}/seed{seed}/            train_lifter  (same files)
+#   pretrain_pose/{lifter}/{dataset2d}/{dataset3d}/seed{seed}/      pretrain_pose (same files; dataset2d none:
+#   train_lifter/{lifter}/{init}/{dataset2d}/{dataset3d}/seed{seed}/ train_lifter  (same files)   no 2D set read)
 #   finetune_3d/{arm}/{model}/{dataset2d}/{dataset3d}/seed{seed}/   finetune_3d  (same files)
 #   evaluate/<training run path>/{testset}.json                    evaluate     (testset = {dataset}_{split})
 #   tables/{metrics,curves,runs,jobs,examples}.csv                 collect

@@ -33,7 +33,13 @@ NATIVE_SPLITS: dict[str, dict[str, str]] = {
     "mpi_inf_3dhp": {"train": "train", "val": "test", "test": "test"},
     "occlusion_person": {"train": "train", "val": "validation", "test": "validation"},
     "3dpw": {"train": "train", "val": "validation", "test": "test"},
+    "cmu_mocap": {"train": "train"},  # pose-only (train_pose)
+    "amass": {"train": "train"},
 }
+# Pose-only datasets (motion capture, no images): the only ones ``train_pose`` takes, and only it.
+POSE_ONLY_WORLDS = ("mocap",)
+POSE_ONLY_REAL = ("cmu_mocap", "amass")
+NO_DATASET = "none"  # the 2D-set segment of a lifter run that reads no 2D set (``plan.RUN_PATTERNS``)
 
 
 def schema() -> dict:
@@ -151,11 +157,15 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def _check_references(data: dict, where: str) -> None:
     datasets = data["datasets"]
-    for key in ("train_2d", "train_3d", "test_3d", "test_2d"):
+    if NO_DATASET in datasets:
+        raise ValueError(f"{where}: datasets.{NO_DATASET}: the id {NO_DATASET!r} is reserved (result paths use "
+                         "it for 'no 2D set'); rename the dataset")
+    for key in ("train_2d", "train_3d", "test_3d", "test_2d", "train_pose"):
         for name in data[key]:
             if name not in datasets:
                 raise ValueError(f"{where}: {key} names dataset {name!r}, which is not under datasets "
                                  f"(defined: {sorted(datasets)})")
+    _check_pose_only(data, where)
     for key in ("train_3d", "test_3d"):
         for name in data[key]:
             if not _is_3d(datasets[name]):
@@ -171,9 +181,44 @@ def _check_references(data: dict, where: str) -> None:
         raise ValueError(f"{where}: report.primary_3d_test {primary!r} is not in test_3d {data['test_3d']}")
 
 
+def _check_pose_only(data: dict, where: str) -> None:
+    """``train_pose`` holds pose-only datasets, which play no other role (unused, and not made, when no
+    arm pre-trains from poses, e.g. ``--config 'arms=[scratch]'``).
+
+    A pose-only set must hold no test subject's poses. The synthetic pool's subjects (``MC01``…)
+    are none of the other worlds', and the real sources (CMU mocap, AMASS) share no capture with
+    the image test sets; what is detectable here is a pose-only set that is also a test (or any
+    other) set, or the same real source on the same root as one.
+    """
+    datasets = data["datasets"]
+    for key in ("train_2d", "train_3d", "test_3d", "test_2d"):
+        for name in data[key]:
+            if is_pose_only(datasets[name]):
+                raise ValueError(f"{where}: {key} names {name!r}, a pose-only dataset (motion capture, no "
+                                 "images); list it under train_pose instead")
+    for name in data["train_pose"]:
+        if not is_pose_only(datasets[name]):
+            raise ValueError(f"{where}: train_pose names {name!r}, which is not pose-only; train_pose takes "
+                             f"synthetic world {'/'.join(POSE_ONLY_WORLDS)} or real "
+                             f"{'/'.join(POSE_ONLY_REAL)} datasets")
+        root = datasets[name].get("root")
+        for test in (*data["test_3d"], *data["test_2d"]):
+            if root is not None and datasets[test].get("root") == root:
+                raise ValueError(f"{where}: train_pose set {name!r} and test set {test!r} share the root "
+                                 f"{root!r}; a pose-only set must hold no test subject's poses")
+
+
+def is_pose_only(dataset: dict) -> bool:
+    """True for a dataset definition of motion capture without images (the ``train_pose`` role)."""
+    if dataset["source"] == "synthetic":
+        return dataset["world"] in POSE_ONLY_WORLDS
+    return dataset["name"] in POSE_ONLY_REAL
+
+
 def _check_real_splits(data: dict, where: str) -> None:
     """Every role a real dataset plays needs a split of its own for that role."""
-    roles = {"train_2d": ("train", "val"), "train_3d": ("train", "val"), "test_2d": ("val",), "test_3d": ("test",)}
+    roles = {"train_2d": ("train", "val"), "train_3d": ("train", "val"), "test_2d": ("val",),
+             "test_3d": ("test",), "train_pose": ("train",)}
     for key, splits in roles.items():
         for name in data[key]:
             d = data["datasets"][name]
@@ -185,7 +230,7 @@ def _check_real_splits(data: dict, where: str) -> None:
 
 def _is_3d(dataset: dict) -> bool:
     if dataset["source"] == "synthetic":
-        return dataset["world"] != "wild"
+        return dataset["world"] not in ("wild", *POSE_ONLY_WORLDS)
     return dataset["name"] in REAL_3D
 
 

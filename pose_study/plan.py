@@ -9,8 +9,8 @@ Results tree, relative to ``results/{study}/`` (a run's path is its identity, ``
 
     data/{dataset}/{split}.h5                                      synthesize | download + convert
     pretrain_2d/{model}/{dataset2d}/seed{seed}/                    model.pt metrics.json curve.csv spec.json
-    pretrain_pose/{lifter}/{dataset3d}/seed{seed}/                 the same files
-    train_lifter/{lifter}/{init}/{dataset3d}/seed{seed}/           the same files
+    pretrain_pose/{lifter}/{dataset2d}/{dataset3d}/seed{seed}/     the same files
+    train_lifter/{lifter}/{init}/{dataset2d}/{dataset3d}/seed{seed}/  the same files
     finetune_3d/{arm}/{model}/{dataset2d}/{dataset3d}/seed{seed}/  the same files
     evaluate/<training run path>/{testset}.json                    one evaluation (testset = {dataset}_{split})
     tables/{table}.csv                                             collect
@@ -19,6 +19,12 @@ Test sets: 3D test datasets are scored on their ``test`` split, 2D test datasets
 split. Fine-tuned models are scored on every test set, 2D pre-trained models on the 2D ones, and
 lifter runs through the lifter arms' evaluations. A pre-training or lifter run exists when some arm
 needs it (``pose_study.arms``).
+
+A run's path names the data it and its upstream runs read, so that a fine-tuning run's upstream
+runs saw the run's own 2D and 3D sets and no other: a lifter run's ``{dataset2d}`` is the 2D set
+whose images the sequence lifter's pose pre-training mixes in (``none``, ``NO_2D``, for every other
+lifter run). Pose-only sets (``train_pose``) are pooled, the same for every run of a study: with
+them, pose pre-training reads its 3D poses from them instead of the 3D set's train split.
 """
 
 from __future__ import annotations
@@ -29,15 +35,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pose_study.arms import ARMS, BASELINE, Arm, upstream_lifter_runs
-from pose_study.config import NATIVE_SPLITS
+from pose_study.config import NATIVE_SPLITS, NO_DATASET
 from pose_study.data.catalog import get_dataset
 from pose_study.presets import applicable_options
 
 TRAINING_STAGES = ("pretrain_2d", "pretrain_pose", "train_lifter", "finetune_3d")  # upstream first
 RUN_PATTERNS = {
     "pretrain_2d": "pretrain_2d/{model}/{dataset2d}/seed{seed}",
-    "pretrain_pose": "pretrain_pose/{lifter}/{dataset3d}/seed{seed}",
-    "train_lifter": "train_lifter/{lifter}/{init}/{dataset3d}/seed{seed}",
+    "pretrain_pose": "pretrain_pose/{lifter}/{dataset2d}/{dataset3d}/seed{seed}",
+    "train_lifter": "train_lifter/{lifter}/{init}/{dataset2d}/{dataset3d}/seed{seed}",
     "finetune_3d": "finetune_3d/{arm}/{model}/{dataset2d}/{dataset3d}/seed{seed}",
 }
 DATA_PATTERN = "data/{dataset}/{split}.h5"
@@ -50,7 +56,12 @@ REFERENCES = "reports/reference_results.yaml"  # published numbers; ships with t
 SPLITS = ("train", "val", "test")
 SPLIT_3D_TEST = "test"
 SPLIT_2D_TEST = "val"
-LIFTER_INITS = ("scratch", "pretrain_pose")
+# How a train_lifter run starts: from scratch, from pose pre-training, or from scratch for the pre-trained
+# run's total steps (pretrain_pose.steps + train_lifter.steps; the sequence lifter only, for the APT
+# comparison at equal total steps).
+LIFTER_INITS = ("scratch", "pretrain_pose", "scratch_total")
+SCRATCH_TOTAL = "scratch_total"
+NO_2D = NO_DATASET  # ``dataset2d`` of a lifter run that reads no 2D set
 ZERO_SHOT = "zero_shot"  # evaluation name of the heatmap lifter straight from pose pre-training
 END_TO_END = "end_to_end"  # primary of the mpt arm: the lifter inside its own model.pt
 BASELINE_ARM = BASELINE  # the 3D-only arm every other arm is compared against
@@ -62,6 +73,7 @@ FLAGS = {
     "weights": "--weights", "init_weights": "--init-weights", "init_metrics": "--init-metrics",
     "prior_metrics": "--prior-metrics", "guide_lifters": "--guide-lifter", "lifter_init": "--lifter-init",
     "budget_metrics": "--budget-metrics",
+    "train_pose": "--train-pose",
 }
 
 
@@ -75,7 +87,8 @@ class RunKey:
         model: Detector preset (``pretrain_2d``, ``finetune_3d``).
         lifter: Lifter preset (``pretrain_pose``, ``train_lifter``).
         init: How a ``train_lifter`` run starts: ``scratch`` or ``pretrain_pose``.
-        dataset_2d: 2D training dataset (``pretrain_2d``, ``finetune_3d``).
+        dataset_2d: 2D training dataset (``pretrain_2d``, ``finetune_3d``; for lifter runs the 2D set
+            their data come from, or ``NO_2D``).
         dataset_3d: 3D training dataset (every stage but ``pretrain_2d``).
         seed: Training seed.
     """
@@ -170,6 +183,7 @@ class Plan:
         self.train_2d: list[str] = config["train_2d"]
         self.train_3d: list[str] = config["train_3d"]
         self.lifters: dict = config["lifters"]
+        self.train_pose: list[str] = config.get("train_pose", [])
 
     # --- paths ------------------------------------------------------------------------------------
 
@@ -210,6 +224,8 @@ class Plan:
         need = set()
         if dataset in self.train_2d or dataset in self.train_3d:
             need |= {"train", "val"}
+        if dataset in self.train_pose and self.pose_pretrained_lifters():  # read by pose pre-training only
+            need.add("train")
         if dataset in self.config["test_2d"]:
             need.add("val")
         if dataset in self.config["test_3d"]:
@@ -297,6 +313,16 @@ class Plan:
             out += [(s["sequence"], init) for init in LIFTER_INITS if (s["sequence"], init) not in out]
         return out
 
+    def reads_2d(self, stage: str, lifter: str, init: str = "") -> bool:
+        """True for a lifter run whose data include a 2D set's images: the sequence lifter's pose
+        pre-training (APTPose mixes 2D-only sequences in) and the lifter trained from it."""
+        from_pose = stage == "pretrain_pose" or init == "pretrain_pose"
+        return from_pose and lifter == self.lifters["sequence"]
+
+    def lifter_2d_sets(self, stage: str, lifter: str, init: str = "") -> list[str]:
+        """The ``dataset2d`` values of a lifter's runs: the 2D training sets, or ``NO_2D``."""
+        return list(self.train_2d) if self.reads_2d(stage, lifter, init) else [NO_2D]
+
     def pose_pretrained_lifters(self) -> list[str]:
         """Lifters with a ``pretrain_pose`` run per (3D set, seed): the sequence (``apt_pose``) and heatmap
         (``mpt``) lifters of the arms present."""
@@ -309,10 +335,12 @@ class Plan:
         if any(a.detector_init == "pretrain_2d" for a in self.arm_table):
             runs += [RunKey(stage="pretrain_2d", model=m, dataset_2d=d2, seed=s)
                      for m in self.models for d2 in self.train_2d for s in seeds]
-        runs += [RunKey(stage="pretrain_pose", lifter=lifter, dataset_3d=d3, seed=s)
-                 for lifter in self.pose_pretrained_lifters() for d3 in self.train_3d for s in seeds]
-        runs += [RunKey(stage="train_lifter", lifter=lifter, init=init, dataset_3d=d3, seed=s)
-                 for lifter, init in self.trained_lifters() for d3 in self.train_3d for s in seeds]
+        runs += [RunKey(stage="pretrain_pose", lifter=lifter, dataset_2d=d2, dataset_3d=d3, seed=s)
+                 for lifter in self.pose_pretrained_lifters()
+                 for d2 in self.lifter_2d_sets("pretrain_pose", lifter) for d3 in self.train_3d for s in seeds]
+        runs += [RunKey(stage="train_lifter", lifter=lifter, init=init, dataset_2d=d2, dataset_3d=d3, seed=s)
+                 for lifter, init in self.trained_lifters()
+                 for d2 in self.lifter_2d_sets("train_lifter", lifter, init) for d3 in self.train_3d for s in seeds]
         runs += [RunKey(stage="finetune_3d", arm=arm, model=m, dataset_2d=d2, dataset_3d=d3, seed=s)
                  for arm in self.arms for m in self.models for d2 in self.train_2d for d3 in self.train_3d
                  for s in seeds]
@@ -327,7 +355,8 @@ class Plan:
         training compute is the run's cost beside its own.
         """
         if key.stage == "train_lifter" and key.init == "pretrain_pose":
-            return [RunKey(stage="pretrain_pose", lifter=key.lifter, dataset_3d=key.dataset_3d, seed=key.seed)]
+            return [RunKey(stage="pretrain_pose", lifter=key.lifter, dataset_2d=key.dataset_2d,
+                           dataset_3d=key.dataset_3d, seed=key.seed)]
         if key.stage != "finetune_3d":
             return []
         arm, out = ARMS[key.arm], []
@@ -336,9 +365,53 @@ class Plan:
         return out + [self._lifter_key(stage, lifter, init, key)
                       for stage, lifter, init in upstream_lifter_runs(arm, self.lifters)]
 
-    @staticmethod
-    def _lifter_key(stage: str, lifter: str, init: str, of: RunKey) -> RunKey:
-        return RunKey(stage=stage, lifter=lifter, init=init, dataset_3d=of.dataset_3d, seed=of.seed)
+    def _lifter_key(self, stage: str, lifter: str, init: str, of: RunKey) -> RunKey:
+        """The lifter run of fine-tuning run ``of``: its 3D set and seed, and its 2D set if the lifter
+        reads one."""
+        d2 = of.dataset_2d if self.reads_2d(stage, lifter, init) else NO_2D
+        return RunKey(stage=stage, lifter=lifter, init=init, dataset_2d=d2, dataset_3d=of.dataset_3d,
+                      seed=of.seed)
+
+    # --- fairness -------------------------------------------------------------------------------
+
+    def known_samples(self, dataset: str, split: str = "train") -> int | None:
+        """Samples of a split when the config fixes them (synthetic worlds); None for real datasets
+        (known once converted)."""
+        d = self.datasets[dataset]
+        return d["samples"][split] if d["source"] == "synthetic" else None
+
+    def data_read(self, key: RunKey) -> dict[str, list[str]]:
+        """The training sets ``key`` itself reads, by role: ``2d`` (images with 2D labels), ``3d``
+        (images, or their ground-truth 2D, with 3D labels) and ``pose`` (pose-only sets).
+
+        Validation splits are not counted: they are no training data.
+        """
+        d2 = [key.dataset_2d] if key.dataset_2d not in ("", NO_2D) else []
+        if key.stage == "pretrain_2d":
+            return {"2d": d2, "3d": [], "pose": []}
+        if key.stage == "pretrain_pose":
+            poses = [] if self.train_pose else [key.dataset_3d]
+            return {"2d": d2, "3d": poses, "pose": list(self.train_pose)}
+        return {"2d": d2 if key.stage == "finetune_3d" else [], "3d": [key.dataset_3d], "pose": []}
+
+    def fairness(self, key: RunKey) -> dict:
+        """What a fairness table needs of fine-tuning run ``key``, as planned.
+
+        Returns:
+            ``steps`` (the run's own), ``upstream_steps`` (every upstream run's, each once),
+            ``total_steps`` (their sum), ``data`` (``{"2d"|"3d"|"pose": {dataset: train samples or
+            None}}``: every training set the run and its upstream runs read) and ``upstream``
+            (the upstream runs' paths, upstream first).
+        """
+        upstream = self.upstream(key)
+        data: dict[str, dict[str, int | None]] = {"2d": {}, "3d": {}, "pose": {}}
+        for run in [key, *upstream]:
+            for role, sets in self.data_read(run).items():
+                data[role] |= {d: self.known_samples(d) for d in sets}
+        steps = self.spec(key)["steps"]
+        before = sum(self.spec(run)["steps"] for run in upstream)
+        return {"steps": steps, "upstream_steps": before, "total_steps": steps + before, "data": data,
+                "upstream": [run.path for run in upstream]}
 
     def compared_runs(self, key: RunKey) -> list[RunKey]:
         """The fine-tuning runs the baseline run ``key`` is compared with: every other arm's, same model,
@@ -403,8 +476,16 @@ class Plan:
                 **self._backbone_inputs(key)}
 
     def _pretrain_pose_inputs(self, key: RunKey) -> dict:
-        return {"train_3d": self.data_path(key.dataset_3d, "train"), "val_3d": self.data_path(key.dataset_3d, "val"),
-                "train_2d": [self.data_path(d, "train") for d in self.train_2d]}
+        """The poses (the pose-only sets when configured, else the 3D set's), the 3D set's validation split,
+        and the run's own 2D set when it reads one."""
+        if self.train_pose:
+            inputs = {"train_pose": [self.data_path(d, "train") for d in self.train_pose]}
+        else:
+            inputs = {"train_3d": self.data_path(key.dataset_3d, "train")}
+        inputs["val_3d"] = self.data_path(key.dataset_3d, "val")
+        if key.dataset_2d != NO_2D:
+            inputs["train_2d"] = [self.data_path(key.dataset_2d, "train")]
+        return inputs
 
     def _train_lifter_inputs(self, key: RunKey) -> dict:
         inputs = {"train_3d": self.data_path(key.dataset_3d, "train"),
@@ -426,12 +507,15 @@ class Plan:
             inputs["init_weights"] = self.run_file(upstream[0], "model.pt")
         else:  # the same backbone initialisation as the 2D pre-training of the arms it is compared with
             inputs |= self._backbone_inputs(key)
-        # ft_2d and apt_pose have no lifter in their loss: the first guide lifter only validates them
-        validation = lifters["guide"][:1] if arm.lifted_by in ("guide", "sequence") else []
-        guides = arm.guide_lifters(lifters["guide"]) or validation
+        # ft_2d and apt_pose have no lifter in their loss: the lifter that lifts them only validates them
+        # (ft_2d: the first guide lifter; apt_pose: its own sequence lifter, from pose pre-training)
+        validation = [(g, "scratch") for g in lifters["guide"][:1]] if arm.lifted_by == "guide" else []
+        if arm.lifted_by == "sequence":
+            validation = [(lifters["sequence"], "pretrain_pose")]
+        guides = [(g, "scratch") for g in arm.guide_lifters(lifters["guide"])] or validation
         if guides:
-            inputs["guide_lifters"] = [self.run_file(self._lifter_key("train_lifter", g, "scratch", key), "model.pt")
-                                       for g in guides]
+            inputs["guide_lifters"] = [
+                self.run_file(self._lifter_key("train_lifter", g, init, key), "model.pt") for g, init in guides]
         if arm.lifted_by == "heatmap":
             heatmap = self._lifter_key("pretrain_pose", lifters["heatmap"], "", key)
             inputs["lifter_init"] = self.run_file(heatmap, "model.pt")
@@ -529,9 +613,13 @@ class Plan:
                 "guidance": dict(self.config["guidance"])}
 
     def _train_lifter_spec(self, key: RunKey) -> dict:
-        return {**_without_loop(self.config["train_lifter"]), "lifter": key.lifter, "init": key.init,
+        """A ``scratch_total`` run is a scratch run for the pose pre-trained run's steps plus its own."""
+        spec = {**_without_loop(self.config["train_lifter"]), "lifter": key.lifter, "init": key.init,
                 "options": applicable_options(key.lifter, self.lifters["options"]),
                 "loop": self.loop("train_lifter", key)}
+        if key.init == SCRATCH_TOTAL:
+            spec |= {"init": "scratch", "steps": spec["steps"] + self.config["pretrain_pose"]["steps"]}
+        return spec
 
     def _pretrain_pose_spec(self, key: RunKey) -> dict:
         return {**_without_loop(self.config["pretrain_pose"]), "lifter": key.lifter,

@@ -320,6 +320,38 @@ def virtual_cameras(joints_3d_mm: torch.Tensor, crop_size: int, generator: torch
     return _look(joints_3d_mm, valid, crop_size, *views)
 
 
+def view_sequences(batch: PoseBatch, crop_size: int, generator: torch.Generator | None = None,
+                   mode: str = "fixed") -> PoseBatch:
+    """Pose-only sequences seen through one virtual camera each (``virtual_cameras``' views).
+
+    Every frame of a sequence is looked at from the same view, root-relative and framed by its own
+    crop intrinsics (as the converters crop every frame around the person); the 2D labels are the
+    projections of the valid joints.
+
+    Args:
+        batch: [B, T] frames of poses without a camera (``joints_3d`` mm in a frame with y down,
+            e.g. a pose-only split's world frame), ``crop_size`` unused.
+        crop_size: Crop side S in pixels of the 2D it makes.
+        generator: Random source of the views.
+        mode: One of ``VIRTUAL_CAMERAS``.
+
+    Returns:
+        The batch with ``joints_3d`` in each virtual camera's frame, crop ``intrinsics``,
+        ``joints_2d`` (crop px) and ``valid_2d`` = ``valid_3d``, at ``crop_size``.
+    """
+    if mode not in VIRTUAL_CAMERAS:
+        raise ValueError(f"pretrain_pose.virtual_cameras must be one of {VIRTUAL_CAMERAS}, got {mode!r}")
+    b, t, k, _ = batch.joints_3d.shape
+    device = batch.joints_3d.device
+    views = (_fixed_views if mode == "fixed" else _random_views)(b, generator, device)
+    yaw, pitch, distance = (v.repeat_interleave(t) for v in views)
+    valid = batch.valid_3d.bool().reshape(b * t, k)
+    points, intrinsics = _look(batch.joints_3d.reshape(b * t, k, 3), valid, crop_size, yaw, pitch, distance)
+    px = inputs.project(points, intrinsics)
+    return PoseBatch(px.reshape(b, t, k, 2), valid.reshape(b, t, k), points.reshape(b, t, k, 3),
+                     batch.valid_3d, intrinsics.reshape(b, t, 3, 3), batch.is_3d, crop_size)
+
+
 def random_virtual_cameras(joints_3d_mm: torch.Tensor, crop_size: int, generator: torch.Generator | None = None,
                            valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Look at each pose through a random virtual camera.

@@ -7,7 +7,12 @@ the APTPose lifter against its scratch twin, and the lifter runs themselves.
 * ``cross_lifter``: the lifter arms' detectors through every study lifter (``lifter:NAME``) on the
   primary test set, lifters in the arm's loss marked; last row: each lifter on ground-truth 2D
   (``gt_2d:NAME``), the upper bound of lifting that detector-free 2D.
-* ``apt_sentence``: whether the pose-pre-trained sequence lifter beat the same lifter from scratch.
+* ``fairness``: per arm, what it was given: steps (its own and with every upstream run), the training
+  data it and its upstream runs saw (2D, 3D and pose-only sets, with sample counts where the config
+  fixes them), its upstream runs and their training FLOPs (``Plan.fairness``).
+* ``apt_sentence``: whether the pose-pre-trained sequence lifter beat the same lifter from scratch, at
+  equal fine-tuning steps and, against the scratch lifter trained for the pre-trained one's total
+  steps (``scratch_total``), at equal total steps.
 * ``lifter_runs``: final validation error, size and cost of the lifter and pose pre-training runs.
 """
 
@@ -19,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pose_study.arms import ARMS
-from pose_study.plan import LIFTER_INITS
+from pose_study.plan import NO_2D, SCRATCH_TOTAL
 from pose_study.report import stats
 from pose_study.report.results import StudyResults
 from pose_study.report.style import SYNTHETIC_LABEL, MetricStyle, arm_label, fmt, metric_style, si
@@ -73,6 +78,51 @@ def _delta_cell(res: StudyResults, frame: pd.DataFrame, arm: str, model: str, st
 
 def _over_seeds(frame: pd.DataFrame, arm: str, model: str) -> stats.Interval:
     return stats.t_interval(frame.loc[(frame["arm"] == arm) & (frame["model"] == model), "value"])
+
+
+# --- (b) what each arm was given ------------------------------------------------------------------
+
+DATA_ROLES = (("2d", "2D data"), ("3d", "3D data"), ("pose", "Pose-only data"))
+
+
+def fairness(res: StudyResults) -> Table:
+    """Model × arm (× training sets): steps, data seen, upstream runs and training FLOPs of every stage.
+
+    Steps, data and upstream runs are the plan's (the same for every seed); FLOPs are measured (mean
+    over seeds of ``StudyResults.total_flops``).
+    """
+    flops = res.total_flops()
+    table = Table("fairness", ["Model", "Arm", "Training sets", "Steps (own)", "Steps (all stages)",
+                               *[label for _, label in DATA_ROLES], "Upstream runs", FLOPS_STYLE.name])
+    seed = res.config["seeds"][0]
+    for key in res.plan.runs():
+        if key.stage != "finetune_3d" or key.seed != seed:
+            continue
+        f = res.plan.fairness(key)
+        data = {"arm": key.arm, "model": key.model}
+        upstream = [path.rsplit("/seed", 1)[0] for path in f["upstream"]]
+        rows = flops[(flops["arm"] == key.arm) & (flops["model"] == key.model)
+                     & (flops["dataset_2d"] == key.dataset_2d) & (flops["dataset_3d"] == key.dataset_3d)]
+        total = stats.t_interval(rows["value"])
+        table.add([Cell(key.model), Cell(arm_label(key.arm), f"arm arm-{key.arm}"),
+                   Cell(f"{key.dataset_2d} · {key.dataset_3d}"),
+                   Cell(f"{f['steps']:,}", "", "", {**data, "column": "steps", "value": str(f["steps"])}),
+                   Cell(f"{f['total_steps']:,}", "", "the run's steps plus every upstream run's",
+                        {**data, "column": "total_steps", "value": str(f["total_steps"])}),
+                   *[Cell(_sets_text(f["data"][role]) or "—", "" if f["data"][role] else "na",
+                          "training split, samples", {**data, "column": role})
+                     for role, _ in DATA_ROLES],
+                   Cell("; ".join(upstream) or "—", "" if upstream else "na", "",
+                        {**data, "column": "upstream", "value": str(len(upstream))}),
+                   Cell(si(total.mean), "", f"mean over {total.n} seed(s)",
+                        {**data, "column": "flops", "value": repr(total.mean)})])
+    return table
+
+
+def _sets_text(sets: dict[str, int | None]) -> str:
+    """``lab (4,000)``, ``h36m (n unknown until converted)``, comma-separated."""
+    return ", ".join(f"{name} ({n:,})" if n is not None else f"{name} (n unknown until converted)"
+                     for name, n in sets.items())
 
 
 # --- (c) cross-lifter validation ------------------------------------------------------------------
@@ -129,7 +179,11 @@ def _per_seed(frame: pd.DataFrame) -> stats.Interval:
 # --- (d) APTPose pre-training against scratch ------------------------------------------------------
 
 def apt_sentence(res: StudyResults) -> str | None:
-    """Did the pose-pre-trained sequence lifter beat the same lifter from scratch? None without ``apt_pose``."""
+    """Did the pose-pre-trained sequence lifter beat the same lifter from scratch? None without ``apt_pose``.
+
+    Against the scratch lifter at equal fine-tuning steps and, when the study has it, against the
+    scratch lifter trained for the pre-trained one's pose pre-training plus fine-tuning steps.
+    """
     arm = next((a for a in res.arms if a in ARMS and ARMS[a].lifted_by == "sequence"), None)
     if arm is None:
         return None
@@ -137,13 +191,22 @@ def apt_sentence(res: StudyResults) -> str | None:
     world = f" ({SYNTHETIC_LABEL})" if test and res.source(test) == "synthetic" else ""
     subject = (f"The APTPose-pre-trained sequence lifter ({seq}) {{verb}} the same lifter trained from scratch "
                f"on {test}{world} {_steps_text(res, seq)}")
-    truth = _lifter_pairs(res, arm, seq, gt_2d=True).groupby("seed")["difference"].mean()
+    text = _apt_comparison(res, arm, seq, "scratch", subject)
+    if f"{seq}/{SCRATCH_TOTAL}" in res.evaluation_lifters():
+        subject = f"At equal total steps it {{verb}} the scratch lifter {_total_steps_text(res, seq)}"
+        text += " " + _apt_comparison(res, arm, seq, SCRATCH_TOTAL, subject)
+    return text
+
+
+def _apt_comparison(res: StudyResults, arm: str, seq: str, scratch: str, subject: str) -> str:
+    """One sentence: ``seq``/pretrain_pose against ``seq``/``scratch`` (``subject`` has a ``{verb}`` slot)."""
+    truth = _lifter_pairs(res, arm, seq, gt_2d=True, scratch=scratch).groupby("seed")["difference"].mean()
     if truth.empty:
         return subject.format(verb="could not be compared with") + ": no evaluation of the APTPose arm scored both."
     interval = stats.t_interval(truth)
     text = subject.format(verb=_verb(interval)) + (f": {_signed(interval.mean)} mm MPJPE from ground-truth 2D, "
                                                    f"{_ci(interval, 'seed')}")
-    detected = stats.t_interval(_lifter_pairs(res, arm, seq, gt_2d=False)["difference"])
+    detected = stats.t_interval(_lifter_pairs(res, arm, seq, gt_2d=False, scratch=scratch)["difference"])
     if detected.n:
         text += (f"; from the APTPose arm's detected 2D {_signed(detected.mean)} mm, "
                  f"{_ci(detected, 'model×seed pair')}")
@@ -151,13 +214,15 @@ def apt_sentence(res: StudyResults) -> str | None:
     return text + caveat + "."
 
 
-def _lifter_pairs(res: StudyResults, arm: str, seq: str, gt_2d: bool) -> pd.DataFrame:
-    """Per (model, seed) of ``arm``: MPJPE of ``seq``/pretrain_pose − ``seq``/scratch on the primary test."""
+def _lifter_pairs(res: StudyResults, arm: str, seq: str, gt_2d: bool,
+                  scratch: str = "scratch") -> pd.DataFrame:
+    """Per (model, seed) of ``arm``: MPJPE of ``seq``/pretrain_pose − ``seq``/``scratch`` on the primary
+    test."""
     frames = []
-    for init in LIFTER_INITS:
+    for init in ("pretrain_pose", scratch):
         scores = res.scores(res.primary_test, METRIC, lifter_variant(f"{seq}/{init}", gt_2d))
         frames.append(scores[scores["arm"] == arm].assign(arm=init))  # the init takes the arm's place in the pairing
-    return stats.paired_differences(pd.concat(frames), "pretrain_pose", "scratch")
+    return stats.paired_differences(pd.concat(frames), "pretrain_pose", scratch)
 
 
 def _verb(interval: stats.Interval) -> str:
@@ -165,17 +230,34 @@ def _verb(interval: stats.Interval) -> str:
     return "beat" if interval.mean < 0 and resolved else "did not beat"
 
 
-def _steps_text(res: StudyResults, seq: str) -> str:
+def _run_steps(res: StudyResults, stage: str, seq: str, init: str) -> np.ndarray:
     runs = res.lifter_runs()
-    steps = {init: runs.loc[(runs["stage"] == "train_lifter") & (runs["lifter"] == seq) & (runs["init"] == init)
-                            & (runs["status"] == "ok"), "steps"].dropna().unique() for init in LIFTER_INITS}
+    return runs.loc[(runs["stage"] == stage) & (runs["lifter"] == seq) & (runs["init"] == init)
+                    & (runs["status"] == "ok"), "steps"].dropna().unique()
+
+
+def _steps_text(res: StudyResults, seq: str) -> str:
+    inits = ("scratch", "pretrain_pose")
+    steps = {init: _run_steps(res, "train_lifter", seq, init) for init in inits}
     values = sorted({int(v) for v in np.concatenate(list(steps.values()))})
     if len(values) == 1:
         return f"at equal fine-tuning steps ({values[0]})"
     if not values:
         return "(fine-tuning steps unknown)"
     return "at unequal fine-tuning steps (" + " vs ".join(
-        f"{init}: {'/'.join(str(int(v)) for v in sorted(steps[init]))}" for init in LIFTER_INITS) + ")"
+        f"{init}: {'/'.join(str(int(v)) for v in sorted(steps[init]))}" for init in inits) + ")"
+
+
+def _total_steps_text(res: StudyResults, seq: str) -> str:
+    """``trained for N steps, as its pose pre-training plus fine-tuning (P + F)`` from the finished runs."""
+    total, pre, tuned = (_run_steps(res, stage, seq, init) for stage, init in (
+        ("train_lifter", SCRATCH_TOTAL), ("pretrain_pose", ""), ("train_lifter", "pretrain_pose")))
+    if not (len(total) and len(pre) and len(tuned)):
+        return f"({SCRATCH_TOTAL}; steps unknown)"
+    pre_tuned = f"{int(pre.max())} + {int(tuned.max())}"
+    equal = "" if int(total.max()) == int(pre.max()) + int(tuned.max()) else ", unequal"
+    return (f"trained for {int(total.max())} steps ({SCRATCH_TOTAL}; pose pre-training + fine-tuning "
+            f"{pre_tuned}{equal})")
 
 
 def _ci(interval: stats.Interval, unit: str) -> str:
@@ -193,15 +275,17 @@ def _signed(value: float) -> str:
 def lifter_runs(res: StudyResults) -> Table:
     """Lifter training and pose pre-training runs: final validation error over seeds, size, cost."""
     runs = res.lifter_runs()
-    table = Table("lifter_runs", ["Stage", "Lifter", "Init", "3D data", "Seeds", "Final validation error",
-                                  "Parameters", "FLOPs / sample", "Training FLOPs (own)"])
-    for (stage, lifter, init, d3), part in runs.groupby(["stage", "lifter", "init", "dataset_3d"], sort=False):
+    table = Table("lifter_runs", ["Stage", "Lifter", "Init", "2D data", "3D data", "Seeds",
+                                  "Final validation error", "Parameters", "FLOPs / sample", "Training FLOPs (own)"])
+    groups = runs.groupby(["stage", "lifter", "init", "dataset_2d", "dataset_3d"], sort=False)
+    for (stage, lifter, init, d2, d3), part in groups:
         ok = part[part["status"] == "ok"]
         metric = str(ok["final_metric"].iloc[0]) if len(ok) else METRIC
         world = f" · {SYNTHETIC_LABEL}" if res.config["datasets"].get(d3, {}).get("source") == "synthetic" else ""
         final = interval_cell(stats.t_interval(ok["final_value"]), metric_style(metric),
                               {"stage": stage, "lifter": lifter, "init": init})
-        table.add([Cell(stage), Cell(lifter), Cell(init or "—"), Cell(f"{d3} val{world}"),
+        table.add([Cell(stage), Cell(lifter), Cell(init or "—"), Cell(d2 if d2 not in ("", NO_2D) else "—"),
+                   Cell(f"{d3} val{world}"),
                    Cell(f"{len(ok)}/{len(part)}"),
                    Cell(final.text + (f" ({metric_style(metric).unit})" if final.text != "—" else ""), final.css,
                         final.title, final.data),

@@ -20,7 +20,8 @@ The other arms run ONE phase of ``steps`` steps (the plan gives every arm the sa
 batch mixture) named after their objective (``pose_study.train.objective``):
 
 * ``heatmap`` (``ft_2d``, ``apt_pose``): heatmap loss only; validated through one frozen lifter
-  (``--guide-lifter``, exactly one).
+  (``--guide-lifter``, exactly one): ``ft_2d``'s first guide lifter, ``apt_pose``'s own sequence
+  lifter (fed with the detector's 2D of each validation sample's window of its clip).
 * ``guided`` (``l2d_single``: one ``--guide-lifter``; ``l2d_multi``: one or more): heatmap, OHKLM
   and 3D losses through frozen lifters fed with the soft-argmax of the detector's heatmaps.
 * ``end_to_end`` (``mpt``): heatmap + 3D loss of a trainable heatmap lifter (``--lifter-init``,
@@ -50,8 +51,9 @@ import torch
 from pose_study import lifters
 from pose_study._spec import load_spec_arg
 from pose_study.arms import ARMS, Arm
-from pose_study.data.formats import check_split
 from pose_study import models
+from pose_study.data.formats import check_split, read_split
+from pose_study.data.poses import sequence_windows
 from pose_study.models import MODELS
 from pose_study.stages import _training
 from pose_study.train import distributed
@@ -240,7 +242,7 @@ def run(spec: Finetune3DSpec, train_3d: Path, val_3d: Path, train_2d: Path | Non
     if init_weights is not None:
         load_weights(init_weights, model, spec.model)
     guides = [freeze(lifters.load_lifter(path), device) for path in guide_lifters]
-    model, objective = _objective(spec, model, guides, lifter_init, device)
+    model, objective = _objective(spec, model, guides, lifter_init, device, val_3d)
     data = _training.load_data(val_3d, device, train_2d=train_2d, train_3d=train_3d)
     if spec.budget == "compute_matched":
         per_step = 3 * models.forward_flops(model, data.val.crop_size) * spec.loop.batch_size \
@@ -258,11 +260,19 @@ def run(spec: Finetune3DSpec, train_3d: Path, val_3d: Path, train_2d: Path | Non
 
 
 def _objective(spec: Finetune3DSpec, model: torch.nn.Module, guides: list[torch.nn.Module],
-               lifter_init: Path | None, device: torch.device) -> tuple[torch.nn.Module, Objective | None]:
-    """The network to train (the detector, or detector + trainable lifter) and the arm's objective."""
+               lifter_init: Path | None, device: torch.device,
+               val_3d: Path | None = None) -> tuple[torch.nn.Module, Objective | None]:
+    """The network to train (the detector, or detector + trainable lifter) and the arm's objective.
+
+    A sequence lifter that validates a ``heatmap`` arm gets the windows of ``val_3d``'s clips.
+    """
     kind, g = spec.arm_spec.objective, spec.guidance
     if kind == "heatmap":
-        return model, HeatmapObjective(guides[0], g.beta)
+        windows = None
+        if guides[0].frames > 1 and val_3d is not None:
+            split = read_split(val_3d, images=False)
+            windows = torch.as_tensor(sequence_windows(split.clip, split.frame, guides[0].frames))
+        return model, HeatmapObjective(guides[0], g.beta, windows)
     if kind == "guided":
         return model, GuidedObjective(guides, g)
     if kind == "end_to_end":

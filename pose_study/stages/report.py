@@ -99,7 +99,8 @@ def strategies_context(res: StudyResults) -> dict[str, Any] | None:
     """The "Pre-training strategies" section, or None when the study has no arm beyond the detector-only ones."""
     if not strategies.present(res):
         return None
-    return {"table": strategies.strategies(res), "figure": figures.strategies_figure(res),
+    return {"table": strategies.strategies(res), "fairness": strategies.fairness(res),
+            "figure": figures.strategies_figure(res),
             "cross_lifter": [(test, strategies.cross_lifter(res, test)) for test in _primary_first(res)],
             "apt_sentence": strategies.apt_sentence(res),
             "lifter_runs": strategies.lifter_runs(res), "primary_test": res.primary_test}

@@ -66,7 +66,7 @@ class DetectorTask:
 
     def validate(self, model: torch.nn.Module) -> tuple[str, float]:
         return validate(model, self.data.val, self.spec.eval_samples, self.spec.batch_size,
-                        self.objective.val_lifter, self.objective.beta)
+                        self.objective.val_lifter, self.objective.beta, self.objective.val_windows)
 
     def state_dict(self) -> dict:
         return self.objective.state_dict()
@@ -99,15 +99,19 @@ def draw_batch(data: TrainData, spec: LoopSpec, fraction_3d: float, generator: t
 
 
 def validate(model: torch.nn.Module, val: SplitTensors, max_samples: int, batch_size: int,
-             lifter: torch.nn.Module | None = None, beta: float = 100.0) -> tuple[str, float]:
+             lifter: torch.nn.Module | None = None, beta: float = 100.0,
+             windows: torch.Tensor | None = None) -> tuple[str, float]:
     """Validation metric on an evenly spaced subset of ``val``: (name, value), lower is better.
 
     3D splits: MPJPE in mm (root-relative; from the depth maps with the GT root depth, or, given
-    a ``lifter``, from the lifter fed with the detector's last heatmaps — ``lift_heatmaps``).
-    2D splits: mean 2D error in crop pixels.
+    a ``lifter``, from the lifter fed with the detector's last heatmaps — ``lift_heatmaps``; a
+    sequence lifter with ``windows`` reads the detector's 2D of each sample's window,
+    ``validate_sequence``). 2D splits: mean 2D error in crop pixels.
     """
     model.eval()
-    index = torch.from_numpy(np.unique(np.linspace(0, len(val) - 1, min(max_samples, len(val))).astype(np.int64)))
+    if windows is not None and lifter is not None and val.has_3d:
+        return validate_sequence(model, val, max_samples, batch_size, lifter, windows, beta)
+    index = _spaced(len(val), max_samples)
     preds, gts, valids = [], [], []
     for chunk in sequential_batches(len(index), batch_size):
         batch = val.gather(index[chunk])
@@ -123,6 +127,56 @@ def validate(model: torch.nn.Module, val: SplitTensors, max_samples: int, batch_
         return "mpjpe_mm", float(metrics.mpjpe(pred, gt, valid).value)
     err = np.linalg.norm(pred - gt, axis=-1)
     return "error_2d_px", float(err[valid].mean()) if valid.any() else float("nan")
+
+
+def _spaced(n: int, count: int) -> torch.Tensor:
+    """At most ``count`` evenly spaced indices of ``n`` rows."""
+    return torch.from_numpy(np.unique(np.linspace(0, n - 1, min(count, n)).astype(np.int64)))
+
+
+@torch.no_grad()
+def validate_sequence(model: torch.nn.Module, val: SplitTensors, max_samples: int, batch_size: int,
+                      lifter: torch.nn.Module, windows: torch.Tensor,
+                      beta: float = 100.0) -> tuple[str, float]:
+    """MPJPE (mm) of a T-frame sequence lifter fed with the detector's soft-argmax 2D of whole windows.
+
+    ``max_samples // T`` evenly spaced samples (at least one) are scored at their window's centre,
+    so the detector sees about ``max_samples`` images, as a single-frame validation does.
+
+    Args:
+        model: The detector (eval mode is the caller's).
+        val: A 3D validation split.
+        max_samples: Detector images to spend, about.
+        batch_size: Images per forward pass.
+        lifter: A sequence lifter taking coords.
+        windows: [len(val), T] rows of each sample's window (``data.poses.sequence_windows``).
+        beta: Soft-argmax sharpness.
+    """
+    from pose_study.data import codecs
+    from pose_study.lifters.inputs import lift
+    from pose_study.predict import heatmap_to_crop
+
+    windows = torch.as_tensor(windows, dtype=torch.int64).cpu()
+    if windows.shape[0] != len(val):
+        raise ValueError(f"windows has {windows.shape[0]} rows for a validation split of {len(val)} samples")
+    centres = _spaced(len(val), max(1, max_samples // windows.shape[1]))
+    rows = torch.unique(windows[centres].flatten())  # the images the windows need, once each
+    detected = []
+    for chunk in sequential_batches(len(rows), batch_size):
+        heatmaps = model(val.gather(rows[chunk]).images)["heatmaps"].float()
+        detected.append(heatmap_to_crop(codecs.soft_argmax(heatmaps, beta)).cpu())
+    joints_2d = torch.cat(detected)
+    position = torch.full((len(val),), -1, dtype=torch.int64)
+    position[rows] = torch.arange(len(rows))
+    own = position[centres]
+    # rows that are not scored get a window of themselves
+    local = torch.arange(len(rows))[:, None].expand(-1, windows.shape[1]).clone()
+    local[own] = position[windows[centres]]
+    valid = torch.ones(joints_2d.shape[:2], dtype=torch.bool)
+    pose = lift(lifter, joints_2d, valid, windows=local)[own].float() * 1000.0
+    truth = val.gather(centres)
+    return "mpjpe_mm", float(metrics.mpjpe(pose.cpu().numpy(), truth.joints_3d.cpu().numpy(),
+                                           truth.valid_3d.cpu().numpy()).value)
 
 
 @torch.no_grad()

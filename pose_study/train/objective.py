@@ -110,6 +110,8 @@ class Objective:
         uses_depth: Reads the depth maps (else DDP must look for unused parameters).
         val_lifter: Validates through this lifter (MPJPE from the detector's soft-argmax 2D), or
             None for the network's own 3D.
+        val_windows: [N, T] rows of each validation sample's window (``data.poses.sequence_windows``)
+            when ``val_lifter`` is a T-frame sequence lifter, else None.
         beta: Soft-argmax sharpness of the lifter input.
     """
 
@@ -117,6 +119,7 @@ class Objective:
     terms: tuple[str, ...] = ()
     uses_depth: bool = False
     val_lifter: nn.Module | None = None
+    val_windows: torch.Tensor | None = None
     beta: float = 100.0
 
     def __call__(self, outputs: dict, batch: Batch, sigma: float,
@@ -151,8 +154,9 @@ class HeatmapObjective(Objective):
     name = "heatmap"
     terms = ("heatmap",)
 
-    def __init__(self, val_lifter: nn.Module | None = None, beta: float = 100.0) -> None:
-        self.val_lifter, self.beta = val_lifter, beta
+    def __init__(self, val_lifter: nn.Module | None = None, beta: float = 100.0,
+                 val_windows: torch.Tensor | None = None) -> None:
+        self.val_lifter, self.beta, self.val_windows = val_lifter, beta, val_windows
 
     def __call__(self, outputs, batch, sigma, generator=None):
         stacks = outputs["stacks"]

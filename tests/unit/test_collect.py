@@ -166,8 +166,12 @@ def test_lifter_runs_and_variants_are_collected():
     tree = shared_lifter_study()
     runs = tidy.read_table(tree.tables, "runs")
     lifter = runs[runs["stage"] == "train_lifter"]
-    assert len(lifter) == 5 * 2 and set(lifter["status"]) == {"ok"} and set(lifter["dataset_2d"]) == {""}
-    assert set(lifter["init"]) == {"scratch", "pretrain_pose"} and "apt_tiny" in set(lifter["lifter"])
+    assert len(lifter) == 6 * 2 and set(lifter["status"]) == {"ok"}
+    # a lifter run names the 2D set its data came from: the pose pre-trained sequence lifter's, else none
+    from_pose = lifter["init"] == "pretrain_pose"
+    assert set(lifter.loc[from_pose, "dataset_2d"]) == {"wild_mpii"} and set(lifter.loc[~from_pose, "dataset_2d"]) == \
+        {"none"}
+    assert set(lifter["init"]) == {"scratch", "pretrain_pose", "scratch_total"} and "apt_tiny" in set(lifter["lifter"])
     assert set(lifter["arm"]) == set(lifter["model"]) == {""}  # identity columns mean what they say
     run = "finetune_3d/l2d_multi/hg1_tiny/wild_mpii/lab/seed1"
     doc = json.loads((tree.results / "evaluate" / run / "lab_test.json").read_text())

@@ -74,8 +74,9 @@ def test_run_key_paths_round_trip_through_wildcards():
     for key in Plan(fixture_config(arms=list(ARMS))).runs():
         assert RunKey.from_wildcards(key.stage, key.wildcards) == key
         assert key.path == RUN_PATTERNS[key.stage].format(**key.wildcards)
-    lifter = RunKey(stage="train_lifter", lifter="apt_tiny", init="pretrain_pose", dataset_3d="lab", seed=1)
-    assert lifter.path == "train_lifter/apt_tiny/pretrain_pose/lab/seed1"
+    lifter = RunKey(stage="train_lifter", lifter="apt_tiny", init="pretrain_pose", dataset_2d="wild_mpii",
+                    dataset_3d="lab", seed=1)
+    assert lifter.path == "train_lifter/apt_tiny/pretrain_pose/wild_mpii/lab/seed1"
     assert lifter.fields()["lifter"] == "apt_tiny" and lifter.fields()["arm"] == lifter.fields()["model"] == ""
 
 
@@ -91,10 +92,12 @@ def test_runs_with_every_arm():
     plan = Plan(fixture_config(arms=list(ARMS)))
     runs = plan.runs()
     lifter_runs = [r.path for r in runs if r.stage in ("pretrain_pose", "train_lifter")]
-    want = [f"pretrain_pose/{lifter}/lab/seed{s}" for lifter in ("apt_tiny", "mpt_tiny") for s in (0, 1)]
-    want += [f"train_lifter/{lifter}/lab/seed{s}" for lifter in ("mlp_tiny/scratch", "graph_tiny/scratch",
-                                                                  "transformer_tiny/scratch", "apt_tiny/scratch",
-                                                                  "apt_tiny/pretrain_pose") for s in (0, 1)]
+    # a lifter run's path names its 2D set: only the sequence lifter's pose pre-training reads one
+    want = [f"pretrain_pose/{lifter}/lab/seed{s}" for lifter in ("apt_tiny/wild_mpii", "mpt_tiny/none")
+            for s in (0, 1)]
+    want += [f"train_lifter/{lifter}/lab/seed{s}" for lifter in (
+        "mlp_tiny/scratch/none", "graph_tiny/scratch/none", "transformer_tiny/scratch/none", "apt_tiny/scratch/none",
+        "apt_tiny/pretrain_pose/wild_mpii", "apt_tiny/scratch_total/none") for s in (0, 1)]
     assert lifter_runs == want
     stages = [r.stage for r in runs]
     assert stages.count("pretrain_2d") == 4 and stages.count("finetune_3d") == len(ARMS) * 2 * 2
@@ -107,19 +110,20 @@ def test_lifter_runs_follow_the_arms_present():
         runs = Plan({**fixture_config(arms=arms), "seeds": [0]}).runs()
         return {r.path.rsplit("/", 2)[0] for r in runs if r.stage in ("pretrain_pose", "train_lifter")}
 
-    guides = {f"train_lifter/{lifter}/scratch" for lifter in ("mlp_tiny", "graph_tiny", "transformer_tiny")}
+    guides = {f"train_lifter/{lifter}/scratch/none" for lifter in ("mlp_tiny", "graph_tiny", "transformer_tiny")}
     assert lifter_paths(["3d_only", "pretrained_2d"]) == set()
     assert lifter_paths(["3d_only", "ft_2d"]) == guides
-    assert lifter_paths(["3d_only", "mpt"]) == guides | {"pretrain_pose/mpt_tiny"}
-    assert lifter_paths(["apt_pose"]) == guides | {"pretrain_pose/apt_tiny", "train_lifter/apt_tiny/scratch",
-                                                   "train_lifter/apt_tiny/pretrain_pose"}
+    assert lifter_paths(["3d_only", "mpt"]) == guides | {"pretrain_pose/mpt_tiny/none"}
+    assert lifter_paths(["apt_pose"]) == guides | {"pretrain_pose/apt_tiny/wild_mpii", "train_lifter/apt_tiny/scratch/none",
+                                                   "train_lifter/apt_tiny/pretrain_pose/wild_mpii",
+                                                   "train_lifter/apt_tiny/scratch_total/none"}
 
 
 def test_evaluation_lifters_primaries_and_upstream_runs():
     plan = Plan(fixture_config(arms=list(ARMS)))
     assert [name for name, _ in plan.evaluation_lifters()] == [
         "mlp_tiny/scratch", "graph_tiny/scratch", "transformer_tiny/scratch", "apt_tiny/scratch",
-        "apt_tiny/pretrain_pose", "mpt_tiny/zero_shot"]
+        "apt_tiny/pretrain_pose", "apt_tiny/scratch_total", "mpt_tiny/zero_shot"]
     primaries = {arm: plan.primary_lifter(arm) for arm in ARMS}
     assert primaries == {"3d_only": None, "fusion_scratch": None, "pretrained_2d": None, "ft_2d": "mlp_tiny/scratch",
                          "l2d_single": "mlp_tiny/scratch", "l2d_multi": "mlp_tiny/scratch",
@@ -130,11 +134,12 @@ def test_evaluation_lifters_primaries_and_upstream_runs():
         return [k.path for k in plan.upstream(key)]
 
     assert upstream("fusion_scratch") == upstream("3d_only") == []
-    assert upstream("l2d_multi") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "train_lifter/mlp_tiny/scratch/lab/seed0",
-                                     "train_lifter/graph_tiny/scratch/lab/seed0"]
-    assert upstream("apt_pose") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "pretrain_pose/apt_tiny/lab/seed0",
-                                    "train_lifter/apt_tiny/pretrain_pose/lab/seed0"]
-    assert upstream("mpt") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "pretrain_pose/mpt_tiny/lab/seed0"]
+    assert upstream("l2d_multi") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0",
+                                     "train_lifter/mlp_tiny/scratch/none/lab/seed0",
+                                     "train_lifter/graph_tiny/scratch/none/lab/seed0"]
+    assert upstream("apt_pose") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "pretrain_pose/apt_tiny/wild_mpii/lab/seed0",
+                                    "train_lifter/apt_tiny/pretrain_pose/wild_mpii/lab/seed0"]
+    assert upstream("mpt") == ["pretrain_2d/hg1_tiny/wild_mpii/seed0", "pretrain_pose/mpt_tiny/none/lab/seed0"]
 
 
 @pytest.mark.parametrize("arm", list(ARMS))

@@ -423,7 +423,7 @@ def test_strategies_table_shows_the_seed_means_and_all_stage_flops(lifter_study)
     own = runs.set_index("run")["train_flops"]
     apt = [own[f"{stage}/seed{s}"] for s in (0, 1) for stage in (
         "finetune_3d/apt_pose/hg1_tiny/wild_mpii/lab", "pretrain_2d/hg1_tiny/wild_mpii",
-        "pretrain_pose/apt_tiny/lab", "train_lifter/apt_tiny/pretrain_pose/lab")]
+        "pretrain_pose/apt_tiny/wild_mpii/lab", "train_lifter/apt_tiny/pretrain_pose/wild_mpii/lab")]
     assert float(cells[("apt_pose", "flops")]["data-value"]) == pytest.approx(sum(apt) / 2)
     scratch = own[[f"finetune_3d/3d_only/hg1_tiny/wild_mpii/lab/seed{s}" for s in (0, 1)]].mean()
     assert float(cells[("3d_only", "flops")]["data-value"]) == pytest.approx(scratch)

@@ -54,14 +54,15 @@ def test_rule_files_are_snakefmt_formatted():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize(("name", "every_arm"), [("synthetic", False), ("smoke", True)])
+@pytest.mark.parametrize(("name", "every_arm"), [("synthetic", False), ("synthetic_arms", True), ("smoke", True)])
 def test_dry_run_job_counts_match_the_configured_axes(name, every_arm, tmp_path):
     data = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
     assert (sorted(data["arms"]) == sorted(ARMS)) == every_arm, "smoke runs every arm; the default study, three"
     models, seeds, arms = len(data["models"]), len(data["seeds"]), len(data["arms"])
     splits = sum(len(d["samples"]) for d in data["datasets"].values())
-    # mlp_tiny, graph_tiny (guide) + transformer_tiny (held out) + apt_tiny from scratch and pre-trained
-    lifters = 5 * seeds if every_arm else 0
+    # mlp_tiny, graph_tiny (guide) + transformer_tiny (held out) + apt_tiny from scratch, pre-trained and from
+    # scratch at the pre-trained one's total steps (one 2D training set)
+    lifters = 6 * seeds if every_arm else 0
     pose_pretraining = 2 * seeds if every_arm else 0  # apt_tiny (masked pose modeling) and mpt_tiny (heatmaps)
     out = snakemake("-n", "--configfile", str(REPO / "config" / f"{name}.yaml"), "--directory", str(tmp_path)).stdout
     lifter_jobs = {"train_lifter": lifters, "pretrain_pose": pose_pretraining} if every_arm else {}
@@ -107,19 +108,26 @@ def test_lifter_arms_get_their_lifters_and_priors(tmp_path):
         assert len(found) == 1, (stage, arm)
         return found[0]
 
-    lifter = "results/smoke/train_lifter/{}/{}/lab/seed0/model.pt"
+    lifter = "results/smoke/train_lifter/{}/{}/none/lab/seed0/model.pt"
     multi = command("finetune-3d", "l2d_multi")
     assert multi.count("--guide-lifter") == 2 and lifter.format("graph_tiny", "scratch") in multi
     assert multi.count("--prior-metrics") == 3  # pretrain_2d + both guide lifters
     single = command("finetune-3d", "l2d_single")
     assert single.count("--guide-lifter") == 1 and lifter.format("mlp_tiny", "scratch") in single
     mpt = command("finetune-3d", "mpt")
-    assert "--lifter-init" in mpt and "pretrain_pose/mpt_tiny/lab/seed0/model.pt" in mpt
+    assert "--lifter-init" in mpt and "pretrain_pose/mpt_tiny/none/lab/seed0/model.pt" in mpt
     assert "--guide-lifter" not in mpt
     assert "--guide-lifter" not in command("finetune-3d", "pretrained_2d")
     assert "--init-weights" not in command("finetune-3d", "fusion_scratch")
+    apt = command("finetune-3d", "apt_pose")  # validated through its own sequence lifter, not the MLP
+    assert apt.count("--guide-lifter") == 1 and lifter.format("apt_tiny", "pretrain_pose").replace(
+        "/none/", "/wild_mpii/") in apt
+    pose = [c for c in lines if " pretrain-pose " in c and "seed0" in c]
+    assert len(pose) == 2 and all("--train-pose results/smoke/data/mocap/train.h5" in c and "--train-3d" not in c
+                                  for c in pose)
+    assert ["--train-2d" in c for c in sorted(pose)] == [True, False]  # apt_tiny reads its 2D set, mpt_tiny none
     evaluation = command("evaluate", "l2d_single")
-    assert evaluation.count("--lifter ") == 6  # 3 single-frame + apt scratch/pre-trained + mpt zero-shot
+    assert evaluation.count("--lifter ") == 7  # 3 single-frame + apt scratch/pre-trained/scratch_total + mpt zero-shot
     assert "--lifter " not in command("evaluate", "3d_only")
     baseline = command("finetune-3d", "3d_only")
     assert "--train-2d" not in baseline and baseline.count("--budget-metrics") == len(ARMS) - 1
@@ -189,10 +197,12 @@ def test_paper_dag_builds_on_fixture_roots(tmp_path):
     counts = job_counts(out)
     resnets = [m for m in data["models"] if data["model_settings"].get(m, {}).get("pretrained_backbone") == "imagenet"]
     assert len(resnets) == 5 and counts["download"] == len(data["datasets"]) + len(resnets)  # + ImageNet weights
-    assert counts["convert"] == 10  # mpii, flic_full: train+val; lsp: val; h36m: train+val+test; 3dhp, occl.: test
+    # mpii, flic_full: train+val; lsp: val; h36m: train+val+test; 3dhp, occl.: test; cmu_mocap: train
+    assert counts["convert"] == 11
     assert counts["pretrain_2d"] == models * d2 * seeds
     assert counts["finetune_3d"] == arms * models * d2 * seeds
-    assert counts["train_lifter"] == 5 * seeds and counts["pretrain_pose"] == 2 * seeds  # one 3D training set
+    # one 3D training set; the sequence lifter's pose pre-training (and the lifter from it) per 2D set
+    assert counts["train_lifter"] == (5 + d2) * seeds and counts["pretrain_pose"] == (1 + d2) * seeds
 
 
 @pytest.mark.workflow

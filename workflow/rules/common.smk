@@ -11,6 +11,7 @@ from pose_study.plan import (
     EVALUATION_PATTERN,
     REFERENCES,
     LIFTER_INITS,
+    NO_2D,
     RUN_PATTERNS,
     TRAINING_OUTPUTS,
     Plan,
@@ -40,7 +41,7 @@ def alternatives(values):
 wildcard_constraints:
     model=alternatives(PLAN.models),
     arm=alternatives(PLAN.arms),
-    dataset2d=alternatives(PLAN.train_2d),
+    dataset2d=alternatives([*PLAN.train_2d, NO_2D]),  # NO_2D: a lifter run that reads no 2D set
     dataset3d=alternatives(PLAN.train_3d),
     seed=alternatives(PLAN.seeds),
     split="train|val|test",

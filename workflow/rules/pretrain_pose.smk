@@ -1,5 +1,6 @@
 # Stage `pretrain_pose`: a lifter pre-trained from poses alone (APTPose masked pose-sequence modeling,
-# or MPT heatmaps synthesised from 3D poses).
+# or MPT heatmaps synthesised from 3D poses), from the pose-only sets (train_pose) when configured, else
+# from the 3D training set's poses. Keyed by the 2D set it reads (apt: its run's own; none otherwise).
 
 
 rule pretrain_pose:
