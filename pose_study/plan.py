@@ -392,7 +392,8 @@ class Plan:
         if key.stage == "pretrain_pose":
             poses = [] if self.train_pose else [key.dataset_3d]
             return {"2d": d2, "3d": poses, "pose": list(self.train_pose)}
-        return {"2d": d2 if key.stage == "finetune_3d" else [], "3d": [key.dataset_3d], "pose": []}
+        reads_2d = key.stage == "finetune_3d" and ARMS[key.arm].uses_2d  # 3d_only: its 2D set only pairs it
+        return {"2d": d2 if reads_2d else [], "3d": [key.dataset_3d], "pose": []}
 
     def fairness(self, key: RunKey) -> dict:
         """What a fairness table needs of fine-tuning run ``key``, as planned.

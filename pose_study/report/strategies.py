@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pose_study.arms import ARMS
-from pose_study.plan import NO_2D, SCRATCH_TOTAL
+from pose_study.plan import NO_2D, SCRATCH_TOTAL, RunKey
 from pose_study.report import stats
 from pose_study.report.results import StudyResults
 from pose_study.report.style import SYNTHETIC_LABEL, MetricStyle, arm_label, fmt, metric_style, si
@@ -104,11 +104,15 @@ def fairness(res: StudyResults) -> Table:
         rows = flops[(flops["arm"] == key.arm) & (flops["model"] == key.model)
                      & (flops["dataset_2d"] == key.dataset_2d) & (flops["dataset_3d"] == key.dataset_3d)]
         total = stats.t_interval(rows["value"])
+        steps, why = f["steps"], ""
+        if res.plan.budget(key) == "compute_matched":  # its length is set at run time: show what it ran
+            steps, why = _measured_steps(res, key), "compute-matched: the mean over seeds of the steps it ran"
+        total_steps = steps + f["upstream_steps"]
         table.add([Cell(key.model), Cell(arm_label(key.arm), f"arm arm-{key.arm}"),
                    Cell(f"{key.dataset_2d} · {key.dataset_3d}"),
-                   Cell(f"{f['steps']:,}", "", "", {**data, "column": "steps", "value": str(f["steps"])}),
-                   Cell(f"{f['total_steps']:,}", "", "the run's steps plus every upstream run's",
-                        {**data, "column": "total_steps", "value": str(f["total_steps"])}),
+                   Cell(f"{steps:,}", "", why, {**data, "column": "steps", "value": str(steps)}),
+                   Cell(f"{total_steps:,}", "", "the run's steps plus every upstream run's",
+                        {**data, "column": "total_steps", "value": str(total_steps)}),
                    *[Cell(_sets_text(f["data"][role]) or "—", "" if f["data"][role] else "na",
                           "training split, samples", {**data, "column": role})
                      for role, _ in DATA_ROLES],
@@ -117,6 +121,15 @@ def fairness(res: StudyResults) -> Table:
                    Cell(si(total.mean), "", f"mean over {total.n} seed(s)",
                         {**data, "column": "flops", "value": repr(total.mean)})])
     return table
+
+
+def _measured_steps(res: StudyResults, key: RunKey) -> int:
+    """Mean over finished seeds of the steps ``key``'s runs ran (0 when none finished)."""
+    runs = res.runs
+    rows = runs[(runs["status"] == "ok") & (runs["stage"] == key.stage) & (runs["arm"] == key.arm)
+                & (runs["model"] == key.model) & (runs["dataset_2d"] == key.dataset_2d)
+                & (runs["dataset_3d"] == key.dataset_3d)]
+    return int(round(rows["steps"].mean())) if len(rows) else 0
 
 
 def _sets_text(sets: dict[str, int | None]) -> str:

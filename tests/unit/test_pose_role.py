@@ -58,7 +58,7 @@ def test_pose_only_role_errors_name_the_key(change, message):
 
 def test_pose_sets_are_not_made_without_a_pose_pretraining_arm():
     data = smoke()
-    data["arms"] = ["scratch", "pretrained_2d", "ft_2d"]  # e.g. --config 'arms=[...]' on the smoke study
+    data["arms"] = ["3d_only", "pretrained_2d", "ft_2d"]  # e.g. --config 'arms=[...]' on the smoke study
     plan = Plan(cfg.validate_config(data))
     assert plan.splits("mocap") == [] and not [j for j in plan.data_jobs() if "/mocap/" in j.outputs[0]]
 

@@ -29,8 +29,12 @@ def test_fairness_table_has_steps_data_upstream_and_flops_per_arm(res):
     assert apt["upstream"].text == ("pretrain_2d/hg1_tiny/wild_mpii; pretrain_pose/apt_tiny/wild_mpii/lab; "
                                     "train_lifter/apt_tiny/pretrain_pose/wild_mpii/lab")
     assert apt["2d"].text == "wild_mpii (64)" and apt["3d"].text == "lab (64)"  # no pose-only set: lab's poses
-    scratch = {c.data["column"]: c for c in rows["scratch"] if "column" in c.data}
+    scratch = {c.data["column"]: c for c in rows["fusion_scratch"] if "column" in c.data}
     assert scratch["upstream"].text == "—" and scratch["total_steps"].data["value"] == str(own)
+    baseline = {c.data["column"]: c for c in rows["3d_only"] if "column" in c.data}  # what it ran, not the plan
+    ran = res.runs[(res.runs["arm"] == "3d_only") & (res.runs["stage"] == "finetune_3d")]["steps"].mean()
+    assert baseline["3d"].text == "lab (64)" and baseline["2d"].text == "—"
+    assert int(baseline["steps"].data["value"]) == round(ran) > own
     flops = res.total_flops()
     want = flops.loc[flops["arm"] == "apt_pose", "value"].mean()
     assert float(apt["flops"].data["value"]) == pytest.approx(want)
