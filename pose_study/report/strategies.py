@@ -43,19 +43,26 @@ def present(res: StudyResults) -> bool:
 # --- (a) every arm at its full cost -----------------------------------------------------------------
 
 def strategies(res: StudyResults) -> Table:
-    """Model × arm: MPJPE per 3D test set, training FLOPs of every stage, Δ to 3D-only on the primary test."""
+    """Model × arm: MPJPE per 3D test set, P-MPJPE on the primary test (free of scale), training FLOPs of
+    every stage, Δ to the baseline on the primary test."""
     style, test = metric_style(METRIC), res.primary_test
     scores = {t: res.scores(t, METRIC) for t in res.tests_3d}
+    aligned = metric_style("p_mpjpe")
+    procrustes = res.scores(test, "p_mpjpe") if test else None
     flops = res.total_flops()
     with_delta = bool(res.baseline_arm and test)
     delta = [f"Δ {style.name} vs {arm_label(res.baseline_arm)} · {test} (paired)"] if with_delta else []
+    p_column = [f"{aligned.label} · {test}"] if test else []
     table = Table("strategies", ["Model", "Arm", "Seeds", *[f"{style.label} · {t}" for t in res.tests_3d],
-                                 f"{FLOPS_STYLE.name}", *delta])
+                                 *p_column, f"{FLOPS_STYLE.name}", *delta])
     for model in res.models:
         for arm in res.arms:
             data = {"arm": arm, "model": model}
             cells = [interval_cell(_over_seeds(scores[t], arm, model), style, {**data, "column": t})
                      for t in res.tests_3d]
+            if test:
+                cells.append(interval_cell(_over_seeds(procrustes, arm, model), aligned,
+                                           {**data, "column": f"p_mpjpe:{test}"}))
             total = _over_seeds(flops, arm, model)
             cells.append(Cell(si(total.mean), "", f"mean over {total.n} seed(s) of the run's FLOPs plus its "
                               "pre-training and every lifter it depends on",

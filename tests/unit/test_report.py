@@ -411,13 +411,14 @@ def test_strategies_table_shows_the_seed_means_and_all_stage_flops(lifter_study)
     metrics, runs = pd.read_csv(tree.tables / "metrics.csv"), pd.read_csv(tree.tables / "runs.csv")
     cells = {(c["data-arm"], c["data-column"]): c for c in page.cells
              if c["table"] == "strategies" and "data-column" in c}
-    assert len(cells) == 8 * 4 - 1  # 8 arms × (2 test sets, FLOPs, Δ); the 3d_only arm has no Δ
+    assert len(cells) == 8 * 5 - 1  # 8 arms × (2 test sets, P-MPJPE, FLOPs, Δ); the 3d_only arm has no Δ
     for arm in ARMS:
-        for test in ("lab_test", "occluded_test"):
+        for metric, test, column in (("mpjpe", "lab_test", "lab_test"), ("mpjpe", "occluded_test", "occluded_test"),
+                                     ("p_mpjpe", "lab_test", "p_mpjpe:lab_test")):
             values = metrics[(metrics["arm"] == arm) & (metrics["testset"] == test) & (metrics["variant"] == "model")
-                             & (metrics["metric"] == "mpjpe") & (metrics["scope"] == "total")
+                             & (metrics["metric"] == metric) & (metrics["scope"] == "total")
                              & (metrics["stage"] == "finetune_3d")]["value"].to_numpy()
-            mean, half, _ = parse_shown(cells[(arm, test)]["text"])
+            mean, half, _ = parse_shown(cells[(arm, column)]["text"])
             assert mean == pytest.approx(values.mean(), abs=0.05)
             assert half == pytest.approx(t_half_width(values), abs=0.05)
     own = runs.set_index("run")["train_flops"]
