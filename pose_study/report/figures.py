@@ -304,6 +304,10 @@ def matrix_figure(res: StudyResults) -> Figure | None:
                     cbar_kws={"label": "Δ MPJPE (mm); < 0: arm better"})
         axes[0][1].set(title=f"paired difference vs {arm_label(res.baseline_arm)}", xlabel="3D test set",
                        ylabel="")
+    for ax in axes[0]:  # test-set names side by side would run into each other
+        ax.tick_params(axis="x", labelrotation=25)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     return Figure("matrix", encode(fig), "Cross-dataset MPJPE matrix and the paired difference between arms.")
 
 
