@@ -24,6 +24,7 @@ table, and the report compares every arm with ``3d_only`` (the paper's baseline)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,6 +96,14 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
         "end_to_end", lifted_by="heatmap"),
 )}
 BASELINE = "3d_only"  # the paper's baseline: every other arm is compared with it
+
+
+def compute_matched_steps(budget_flops: float, flops_per_step: float) -> int:
+    """Steps of a compute-matched baseline run: the fewest (at least 2, one per phase) whose training FLOPs
+    reach ``budget_flops``, the largest total of the runs it is compared with."""
+    if budget_flops <= 0 or flops_per_step <= 0:
+        raise ValueError(f"a compute budget needs positive FLOPs, got {budget_flops} and {flops_per_step} per step")
+    return max(math.ceil(budget_flops / flops_per_step), 2)
 
 
 def upstream_lifter_runs(arm: Arm, lifters: dict) -> list[tuple[str, str, str]]:

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 from dataclasses import dataclass
 
 import torch
 
 from pose_study import lifters, models
-from pose_study.arms import ARMS
+from pose_study.arms import ARMS, compute_matched_steps
 from pose_study.config import load_config
 from pose_study.plan import Plan, RunKey
 from pose_study.presets import applicable_options
@@ -86,7 +85,7 @@ def run_costs(plan: Plan) -> dict[RunKey, RunCost]:
         per_step = 3 * sample_flops(plan, key) * spec["loop"]["batch_size"]
         steps = spec["steps"]
         if spec.get("budget") == "compute_matched":
-            steps = max(math.ceil(max(costs[k].total for k in plan.compared_runs(key)) / per_step), 2)
+            steps = compute_matched_steps(max(costs[k].total for k in plan.compared_runs(key)), per_step)
         upstream = sum(costs[k].flops for k in plan.upstream(key))
         costs[key] = RunCost(key, steps, steps * spec["loop"]["batch_size"], steps * per_step,
                              steps * per_step + upstream)

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,7 +49,7 @@ import torch
 
 from pose_study import lifters
 from pose_study._spec import load_spec_arg
-from pose_study.arms import ARMS, Arm
+from pose_study.arms import ARMS, Arm, compute_matched_steps
 from pose_study import models
 from pose_study.data.formats import check_split, read_split
 from pose_study.data.poses import sequence_windows
@@ -133,9 +132,7 @@ class Finetune3DSpec:
     def matched(self, budget_flops: float, flops_per_step: float) -> Finetune3DSpec:
         """This spec resolved to a compute budget: the fewest steps whose FLOPs reach ``budget_flops``,
         the geometric phase keeping its share of the run (at least one step when it has one)."""
-        if budget_flops <= 0 or flops_per_step <= 0:
-            raise ValueError(f"a compute budget needs positive FLOPs, got {budget_flops} and {flops_per_step} per step")
-        steps = max(math.ceil(budget_flops / flops_per_step), 2)
+        steps = compute_matched_steps(budget_flops, flops_per_step)
         geometric = 0
         if self.geometric_steps:
             geometric = min(max(round(steps * self.geometric_steps / self.steps), 1), steps - 1)
