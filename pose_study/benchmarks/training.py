@@ -8,7 +8,7 @@ data (a JPEG-encoded synthetic split made on the fly, or ``--data``):
   Seed-style: ``benchmarks.seed_path`` (per-sample read, JPEG decode, PIL warp, numpy heatmaps in
   DataLoader workers) + the copy to the device.
 * **training**: whole steps (data + forward + backward + optimiser), images/s and steps/s. Ours:
-  ``loop.train_step`` of a ``detection.DetectorTask`` (bf16 autocast on CUDA, channels_last, optional torch.compile, no host sync);
+  ``loop.train_step`` of a ``detection.DetectorTask`` (bf16 autocast on CUDA and on CPUs with native bf16, channels_last, optional torch.compile, no host sync);
   seed-style: fp32, NCHW, loss read back every step.
 * **model step only**: the same steps on one fixed batch — the model's consumption rate, against
   which the data path must keep a margin (DESIGN.md: loader ≥ 1.5× the model's consumption).
@@ -335,7 +335,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=d.repeats, help="interleaved rounds, median reported")
     parser.add_argument("--threads", type=int, help="CPU threads (default: $OMP_NUM_THREADS, else torch's)")
     parser.add_argument("--workers", type=int, help="seed-style DataLoader workers (default: the CPU threads)")
-    parser.add_argument("--no-amp", dest="amp", action="store_false", help="ours without bf16 autocast on CUDA")
+    parser.add_argument("--no-amp", dest="amp", action="store_false", help="ours without bf16 autocast (CUDA, CPUs with native bf16)")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="ours in NCHW")
     parser.add_argument("--compile", action="store_true", help="ours with torch.compile")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the seed-style path")

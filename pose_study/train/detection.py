@@ -1,7 +1,7 @@
 """The detector's training task (``pretrain_2d``, ``finetune_3d``) for the one loop (``train.loop``).
 
 A batch mixes the 3D and 2D training sets in a fixed proportion and is augmented on the device;
-the forward runs under autocast (bf16 on CUDA), the loss (an ``Objective``) in fp32. Validation
+the forward runs under bf16 autocast (on CUDA, and on CPUs with native bf16), the loss (an ``Objective``) in fp32. Validation
 scores 3D splits by MPJPE (the network's own depth, or a lifter fed with its heatmaps) and 2D
 splits by the mean 2D error in crop pixels.
 """
@@ -9,14 +9,15 @@ splits by the mean 2D error in crop pixels.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from pose_study import metrics
 from pose_study.data.batches import SplitTensors, concat_batches, random_indices, sequential_batches
-from pose_study.data.transforms import Batch, apply_affines, sample_affines
+from pose_study.data.transforms import Batch, apply_affines, apply_colours, sample_affines, sample_colours
 from pose_study.predict import predict
 from pose_study.train.loop import LoopSpec
 from pose_study.train.objective import DepthObjective, Objective, lift_heatmaps
@@ -95,7 +96,11 @@ def draw_batch(data: TrainData, spec: LoopSpec, fraction_3d: float, generator: t
         flags.append(torch.full((count,), source.has_3d))
     batch = concat_batches(parts)
     affines = sample_affines(b, torch.cat(flags), spec.augment, generator)
-    return apply_affines(batch, affines.to(batch.images.device, non_blocking=True))
+    colours = sample_colours(b, spec.augment, generator)
+    batch = apply_affines(batch, affines.to(batch.images.device, non_blocking=True))
+    if colours is not None:
+        batch = replace(batch, images=apply_colours(batch.images, colours))
+    return batch
 
 
 def validate(model: torch.nn.Module, val: SplitTensors, max_samples: int, batch_size: int,
@@ -186,6 +191,16 @@ def _lifted_mm(model: torch.nn.Module, lifter: torch.nn.Module, batch: Batch, be
 
 
 def _autocast(device: torch.device, amp: bool):
+    """bf16 autocast where the device computes bf16 natively: CUDA, or a CPU with AVX512-BF16/AMX
+    (oneDNN's bf16 kernels; elsewhere bf16 would be emulated and slower than fp32)."""
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if amp and device.type == "cpu" and cpu_has_native_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions that oneDNN uses (AVX512-BF16 or AMX)."""
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

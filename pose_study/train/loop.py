@@ -112,7 +112,7 @@ class LoopSpec:
         augment: Image augmentation (detector stages).
         seed: Seeds the initial weights, the batch generator and dropout (set per job by the study).
         device: ``auto``, ``cpu`` or ``cuda[:i]`` (set per job by the study).
-        amp: bf16 autocast of the detector's forward on CUDA.
+        amp: bf16 autocast of the detector's forward on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX).
         channels_last: Images and detector in channels-last memory format.
         compile: ``torch.compile`` the network.
         eval_every: Validate (and add a learning-curve row) every N steps and at the end.

@@ -323,3 +323,13 @@ def test_nan_guard_update_does_not_wait_for_the_gpu(tmp_path):
         torch.cuda.set_sync_debug_mode("default")
     with pytest.raises(FloatingPointError, match="at step 1: pose=1;"):
         guard.check()
+
+
+@pytest.mark.parametrize("native, amp, expected", [(True, True, True), (False, True, False), (True, False, False)])
+def test_detector_forward_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, native, amp, expected) -> None:
+    from pose_study.train import detection
+    monkeypatch.setattr(detection, "cpu_has_native_bf16", lambda: native)
+    with detection._autocast(torch.device("cpu"), amp):
+        assert torch.is_autocast_enabled("cpu") == expected
+        if expected:
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pose_study.data.transforms import (AugmentSpec, Batch, apply_affines, flip_intrinsics_check,
-                                        normalise_images, sample_affines, sampling_grid)
+from pose_study.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, AugmentSpec, Batch, apply_affines, apply_colours,
+                                        flip_intrinsics_check,
+                                        normalise_images, sample_affines, sample_colours, sampling_grid)
 from pose_study.skeletons import CANONICAL
 
 S = 32
@@ -102,3 +103,30 @@ def test_normalisation_is_rgb_imagenet():
     out = normalise_images(img)
     torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([(1 - 0.485) / 0.229, (1 - 0.456) / 0.224,
                                                              (1 - 0.406) / 0.225]))
+
+
+def test_colour_jitter_scales_each_channel_in_pixel_units() -> None:
+    # a uniform crop of known colour x in [0, 1]: after the jitter, de-normalised pixels are x·c
+    x = torch.tensor([0.8, 0.5, 0.25])
+    pixels = (x * 255).round().to(torch.uint8).expand(2, 4, 4, 3)
+    factors = torch.tensor([[1.0, 0.6, 0.9], [0.7, 1.0, 0.65]])
+    out = apply_colours(normalise_images(pixels), factors)
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    back = out * std + mean
+    expected = (pixels.float() / 255).permute(0, 3, 1, 2) * factors[:, :, None, None]
+    assert torch.allclose(back, expected, atol=1e-6)
+
+
+def test_colour_jitter_off_draws_nothing_and_on_stays_in_range() -> None:
+    g = torch.Generator().manual_seed(3)
+    state = g.get_state()
+    assert sample_colours(8, AugmentSpec(), g) is None
+    assert torch.equal(g.get_state(), state)  # the seed's recipe keeps its random stream
+    factors = sample_colours(1000, AugmentSpec(colour=0.4), g)
+    assert factors.shape == (1000, 3)
+    assert factors.min() >= 0.6 and factors.max() <= 1.0 and factors.min() < 0.62 and factors.max() > 0.98
+
+
+def test_colour_jitter_range_is_checked() -> None:
+    with pytest.raises(ValueError, match="augment.colour"):
+        AugmentSpec(colour=1.5)
