@@ -18,8 +18,8 @@ gathers them into ``summary.json`` and ``summary.md``. Run as
 * ``summary``: everything above, plus the section timings and every command run.
 
 The ``cpu`` profile runs the same code paths tiny (64 px, ``*_tiny`` presets, a few steps); on
-the CPU autocast is off (the loop uses bf16 only on CUDA), so its "bf16" runs differ from fp32 by
-channels_last alone.
+a CPU with native bf16 (AVX512-BF16, AMX) its "bf16" runs use bf16 autocast as on CUDA; on other
+CPUs autocast is off, so they differ from fp32 by channels_last alone.
 """
 
 from __future__ import annotations
