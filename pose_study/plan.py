@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pose_study.arms import ARMS, BASELINE, Arm, upstream_lifter_runs
 from pose_study.config import NATIVE_SPLITS, NO_DATASET
 from pose_study.data.catalog import get_dataset
-from pose_study.presets import applicable_options
+from pose_study.presets import MODELS, applicable_options, relative_cost
 
 TRAINING_STAGES = ("pretrain_2d", "pretrain_pose", "train_lifter", "finetune_3d")  # upstream first
 RUN_PATTERNS = {
@@ -266,6 +266,13 @@ class Plan:
         return Job("download", (self.path(DOWNLOAD_PATTERN.format(dataset=dataset)),), spec=spec)
 
     # --- ImageNet weights ---------------------------------------------------------------------------
+
+    def priority(self, model: str) -> int:
+        """Scheduling priority of ``model``'s training jobs: its rank by ``presets.relative_cost`` among the
+        study's models, 1 for the cheapest. The costliest chains (pre-training, fine-tuning, then the
+        compute-matched baseline) start first, so the study does not end on one long chain with idle cores."""
+        order = sorted(self.models, key=lambda m: (relative_cost(MODELS[m]), m))
+        return order.index(model) + 1
 
     def weight_entries(self) -> list[str]:
         """Catalog entries of the ImageNet weights the study downloads (``pretrained_backbone: imagenet``)."""

@@ -294,3 +294,14 @@ def test_the_baseline_reads_no_2d_data_and_its_budget_is_the_compared_runs_total
     assert job.spec["budget"] == "steps" and "budget_metrics" not in job.inputs
     alone = Plan(fixture_config(arms=["3d_only"]))  # nothing to match: it runs its steps
     assert alone.spec(key)["budget"] == "steps" and alone.compared_runs(key) == []
+
+
+def test_costlier_models_train_first():
+    # the study's jobs start with its longest chains: hg4 before hg3 before hg2, whatever the config's order
+    data = cfg.load_config(Path(__file__).resolve().parents[2] / "config" / "synthetic.yaml")
+    data["models"] = ["hg4_small", "hg2_small", "hg3_small"]
+    plan = Plan(data)
+    assert [plan.priority(m) for m in ("hg2_small", "hg3_small", "hg4_small")] == [1, 2, 3]
+    data["models"] = ["resnet18", "hg2", "resnet152", "resnet50"]
+    plan = Plan(data)
+    assert sorted(data["models"], key=plan.priority) == ["resnet18", "resnet50", "hg2", "resnet152"]

@@ -15,6 +15,7 @@ rule finetune_3d:
     conda:
         "../../envs/train.yaml"
     threads: 1
+    priority: lambda wc: PLAN.priority(wc.model)
     resources:
         mem_mb=job_memory_mb("finetune_3d"),
         runtime=lambda wc, attempt: 720 * attempt,

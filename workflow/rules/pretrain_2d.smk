@@ -13,6 +13,7 @@ rule pretrain_2d:
     conda:
         "../../envs/train.yaml"
     threads: 1
+    priority: lambda wc: PLAN.priority(wc.model)
     resources:
         mem_mb=job_memory_mb("pretrain_2d"),
         runtime=lambda wc, attempt: 720 * attempt,
