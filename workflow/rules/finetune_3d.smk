@@ -12,10 +12,10 @@ rule finetune_3d:
         f"logs/{S}/{RUN_PATTERNS['finetune_3d']}.log",
     benchmark:
         f"benchmarks/{S}/{RUN_PATTERNS['finetune_3d']}.tsv"
+    priority: lambda wc: PLAN.priority(wc.model)
     conda:
         "../../envs/train.yaml"
     threads: 1
-    priority: lambda wc: PLAN.priority(wc.model)
     resources:
         mem_mb=job_memory_mb("finetune_3d"),
         runtime=lambda wc, attempt: 720 * attempt,

@@ -10,10 +10,10 @@ rule pretrain_2d:
         f"logs/{S}/{RUN_PATTERNS['pretrain_2d']}.log",
     benchmark:
         f"benchmarks/{S}/{RUN_PATTERNS['pretrain_2d']}.tsv"
+    priority: lambda wc: PLAN.priority(wc.model)
     conda:
         "../../envs/train.yaml"
     threads: 1
-    priority: lambda wc: PLAN.priority(wc.model)
     resources:
         mem_mb=job_memory_mb("pretrain_2d"),
         runtime=lambda wc, attempt: 720 * attempt,
