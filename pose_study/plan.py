@@ -265,14 +265,14 @@ class Plan:
             spec = {"dataset": d["name"], "root": d["root"], **d["download"]}
         return Job("download", (self.path(DOWNLOAD_PATTERN.format(dataset=dataset)),), spec=spec)
 
-    # --- ImageNet weights ---------------------------------------------------------------------------
-
     def priority(self, model: str) -> int:
         """Scheduling priority of ``model``'s training jobs: its rank by ``presets.relative_cost`` among the
         study's models, 1 for the cheapest. The costliest chains (pre-training, fine-tuning, then the
         compute-matched baseline) start first, so the study does not end on one long chain with idle cores."""
         order = sorted(self.models, key=lambda m: (relative_cost(MODELS[m]), m))
         return order.index(model) + 1
+
+    # --- ImageNet weights ---------------------------------------------------------------------------
 
     def weight_entries(self) -> list[str]:
         """Catalog entries of the ImageNet weights the study downloads (``pretrained_backbone: imagenet``)."""

@@ -61,7 +61,6 @@ class ModelPreset:
             raise ValueError(f"layers {self.layers} and widths {self.widths} differ in length")
 
 
-
 def relative_cost(preset: ModelPreset) -> float:
     """A torch-free proxy of a preset's compute per image, for ordering jobs (not FLOPs: ``cost`` counts those).
 
@@ -72,6 +71,7 @@ def relative_cost(preset: ModelPreset) -> float:
         return float(preset.stacks * preset.modules * preset.depth * preset.features**2)
     convs = 2 if preset.block == "basic" else 3
     return float(sum(n * convs * w**2 / 4**i for i, (n, w) in enumerate(zip(preset.layers, preset.widths))))
+
 
 _TINY_HG = dict(arch="hourglass", features=32, depth=3, stem=(16, 32))
 _SMALL_HG = dict(arch="hourglass", features=64, depth=3, stem=(32, 64))
