@@ -30,7 +30,6 @@ change (``reports/benchmarks.md`` has the measurements behind these choices).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -42,7 +41,7 @@ import simplejpeg
 import torch
 
 from pose_study.data.formats import FormatError, PoseSplit, read_info, read_split
-from pose_study.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Batch
+from pose_study.data.transforms import Batch, normalising_constants
 from pose_study.resources import MEMORY_ENV
 
 log = logging.getLogger(__name__)
@@ -283,17 +282,8 @@ def to_float_images(images_u8: torch.Tensor) -> torch.Tensor:
     through the permuted view, with the same values.
     """
     x = images_u8.permute(0, 3, 1, 2).contiguous().to(torch.float32)
-    scale, shift = _normalising_constants(x.device)
+    scale, shift = normalising_constants(x.device)
     return x.mul_(scale).sub_(shift)
-
-
-@functools.lru_cache(maxsize=None)
-def _normalising_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """1 / (255 std) and mean / std as [1, 3, 1, 1] tensors, made once per device (a copy to a GPU
-    from a Python list would sync with it at every step)."""
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    return (1.0 / (255.0 * std)).to(device), (mean / std).to(device)
 
 
 def image_encoding(path: str | os.PathLike) -> str:

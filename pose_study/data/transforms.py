@@ -80,6 +80,15 @@ class Batch:
         return self.images.shape[-1]
 
 
+@functools.lru_cache(maxsize=None)
+def normalising_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """1 / (255 std) and mean / std as [1, 3, 1, 1] tensors, made once per device (a copy to a GPU
+    from a Python list would sync with it at every step)."""
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    return (1.0 / (255.0 * std)).to(device), (mean / std).to(device)
+
+
 def normalise_images(images_u8: torch.Tensor) -> torch.Tensor:
     """[B, S, S, 3] uint8 RGB → [B, 3, S, S] float32, ImageNet mean/std (RGB order, unlike the seed)."""
     x = images_u8.permute(0, 3, 1, 2).float().div_(255.0)
@@ -122,8 +131,8 @@ def apply_colours(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     ``images`` are ImageNet-normalised NCHW, n = (x − mean)/std, so x·c is n·c + (c − 1)·mean/std.
     """
     c = factors.to(images.device, images.dtype)[:, :, None, None]
-    offset = torch.tensor(IMAGENET_MEAN, device=images.device) / torch.tensor(IMAGENET_STD, device=images.device)
-    return images * c + (c - 1) * offset.to(images.dtype)[None, :, None, None]
+    _, mean_over_std = normalising_constants(images.device)
+    return images * c + (c - 1) * mean_over_std.to(images.dtype)
 
 
 def apply_affines(batch: Batch, linear: torch.Tensor) -> Batch:
